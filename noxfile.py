@@ -1,0 +1,62 @@
+"""nox is hookbook's one entry point for checks: a bare ``nox`` runs them all.
+
+Every session uses the Python that nox runs under (nothing downloads an
+interpreter) and installs the project with the extras it needs. uv is used
+to install when it is on PATH; pip otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import nox
+
+nox.options.sessions = ["lint", "tests", "notebooks", "docs"]
+nox.options.default_venv_backend = "uv|venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+if shutil.which("uv") is None:
+    nox.options.default_venv_backend = "venv"
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Check style and common bugs with ruff (no changes made)."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "src", "tests", "bench", "noxfile.py", "docs/conf.py")
+    session.run(
+        "ruff", "format", "--check", "src", "tests", "bench", "noxfile.py", "docs/conf.py"
+    )
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (PostgreSQL tests too, when it is reachable; required under CI)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "--ignore=tests/test_notebooks.py",
+        *session.posargs,
+        env={"PYTHONFAULTHANDLER": "1"},
+    )
+
+
+@nox.session(python=PYTHON)
+def notebooks(session: nox.Session) -> None:
+    """Execute every tutorial notebook as a test (a failing cell fails it)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/test_notebooks.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx site, executing the notebooks; any warning fails the build."""
+    session.install("-e", ".[docs]")
+    out = os.path.join("docs", "_build", "html")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", out, *session.posargs
+    )

@@ -1,0 +1,602 @@
+"""The catalog store: nodes, their data files and the events they record.
+
+Every change runs in one write transaction together with its event row and,
+through the ``on_event`` hook the webhook engine installs, the outbox rows of
+every matching webhook. A change that fails records nothing and leaves no
+data file behind.
+
+Arrays and tables announce themselves (``container-child-created``) only when
+their data is stored and readable: creating one declares its structure, and
+the first full write of its data records the event.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from .. import events as ev
+from ..config import Limits
+from ..db import Database, WriteTransaction, nodes
+from ..db import events as events_table
+from ..errors import (
+    AlreadyExistsError,
+    ClientInputError,
+    ConflictError,
+    InvalidDataError,
+    NotAStreamError,
+    NotFoundError,
+    PayloadTooLargeError,
+    StreamClosedError,
+)
+from ..protocol import ArrayStructure, TableStructure, normalise_specs
+from . import files
+from .paths import check_key, join_path, parse_path, prefixes
+
+FAMILIES = ("container", "array", "table")
+
+#: Called inside the write transaction after an event row is inserted:
+#: ``(tx, event_row_id, event_type, path_segments)``.
+EventHook = Callable[[WriteTransaction, int, str, tuple[str, ...]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One catalog entry, as stored."""
+
+    id: int
+    path: tuple[str, ...]
+    structure_family: str
+    metadata: dict[str, Any]
+    specs: list[dict[str, Any]]
+    structure: dict[str, Any] | None
+    data_file: str | None
+    stream_closed: bool
+    time_created: datetime
+    time_updated: datetime
+
+    @property
+    def key(self) -> str:
+        return self.path[-1] if self.path else ""
+
+    @property
+    def has_data(self) -> bool:
+        return self.structure_family == "container" or self.data_file is not None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Node:
+        return cls(
+            id=row.id,
+            path=parse_path(row.path),
+            structure_family=row.structure_family,
+            metadata=row.metadata,
+            specs=row.specs,
+            structure=row.structure,
+            data_file=row.data_file,
+            stream_closed=row.stream_closed,
+            time_created=row.time_created,
+            time_updated=row.time_updated,
+        )
+
+
+class CatalogStore:
+    """Reads and writes the node tree of one server."""
+
+    def __init__(self, db: Database, directory: Path, limits: Limits) -> None:
+        self.db = db
+        self.directory = directory
+        self.limits = limits
+        self.on_event: EventHook | None = None
+
+    # ---- set-up -------------------------------------------------------------
+
+    async def ensure_root(self) -> None:
+        async with self.db.write() as tx:
+            found = await tx.execute(sa.select(nodes.c.id).where(nodes.c.path == ""))
+            if found.first() is None:
+                stamp = ev.now()
+                await tx.execute(
+                    nodes.insert().values(
+                        parent_id=None,
+                        key="",
+                        path="",
+                        structure_family="container",
+                        metadata={},
+                        specs=[],
+                        structure=None,
+                        data_file=None,
+                        stream_closed=False,
+                        time_created=stamp,
+                        time_updated=stamp,
+                    )
+                )
+
+    # ---- reads --------------------------------------------------------------
+
+    async def get(self, path: str | Sequence[str]) -> Node:
+        segments = parse_path(path)
+        async with self.db.read() as conn:
+            return await self._get(conn, segments)
+
+    async def _get(self, conn: Any, segments: tuple[str, ...]) -> Node:
+        row = (
+            await conn.execute(sa.select(nodes).where(nodes.c.path == join_path(segments)))
+        ).first()
+        if row is None:
+            raise NotFoundError(f"no node at path {join_path(segments)!r}", path=list(segments))
+        return Node.from_row(row)
+
+    async def children(
+        self, path: str | Sequence[str], *, offset: int = 0, limit: int | None = None
+    ) -> tuple[list[Node], int]:
+        """A page of a container's children (in creation order) and their total count."""
+        segments = parse_path(path)
+        async with self.db.read() as conn:
+            parent = await self._get(conn, segments)
+            if parent.structure_family != "container":
+                raise ConflictError(f"{join_path(segments)!r} is not a container")
+            count = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(nodes.c.parent_id == parent.id)
+                )
+            ).scalar_one()
+            query = (
+                sa.select(nodes)
+                .where(nodes.c.parent_id == parent.id)
+                .order_by(nodes.c.id)
+                .offset(offset)
+            )
+            if limit is not None:
+                query = query.limit(limit)
+            rows = (await conn.execute(query)).all()
+        return [Node.from_row(r) for r in rows], count
+
+    async def count_children(self, node: Node) -> int:
+        async with self.db.read() as conn:
+            return (
+                await conn.execute(sa.select(sa.func.count()).where(nodes.c.parent_id == node.id))
+            ).scalar_one()
+
+    def read_array(self, node: Node) -> np.ndarray:
+        self._require_data(node, "array")
+        assert node.data_file is not None
+        return files.read_array(self.directory, node.data_file)
+
+    def read_table(self, node: Node) -> Any:
+        self._require_data(node, "table")
+        assert node.data_file is not None
+        return files.read_table(self.directory, node.data_file)
+
+    @staticmethod
+    def _require_data(node: Node, family: str) -> None:
+        if node.structure_family != family:
+            raise ConflictError(
+                f"{join_path(node.path)!r} is a {node.structure_family}, not an {family}"
+            )
+        if node.data_file is None:
+            raise ConflictError(f"no data has been written to {join_path(node.path)!r} yet")
+
+    # ---- validation ---------------------------------------------------------
+
+    def _check_metadata(self, metadata: Any) -> dict[str, Any]:
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, dict):
+            raise ClientInputError(
+                f"metadata must be a JSON object, not {type(metadata).__name__}"
+            )
+        try:
+            size = len(json.dumps(metadata, allow_nan=False).encode())
+        except (TypeError, ValueError) as exc:
+            raise ClientInputError(f"metadata is not JSON-serializable: {exc}") from None
+        if size > self.limits.max_metadata_bytes:
+            raise PayloadTooLargeError(
+                f"metadata is {size} bytes as JSON; the limit is "
+                f"{self.limits.max_metadata_bytes}",
+                size=size,
+                limit=self.limits.max_metadata_bytes,
+            )
+        return metadata
+
+    @staticmethod
+    def _check_specs(specs: Any) -> list[dict[str, Any]]:
+        try:
+            return [s.model_dump() for s in normalise_specs(specs or [])]
+        except ValueError as exc:
+            raise ClientInputError(f"invalid specs: {exc}") from None
+
+    # ---- events -------------------------------------------------------------
+
+    async def _record(self, tx: WriteTransaction, event: Any) -> None:
+        segments = tuple(event.path)
+        result = await tx.execute(
+            events_table.insert().values(
+                type=event.type,
+                path=join_path(segments),
+                body=ev.serialize(event),
+                time_created=event.timestamp,
+            )
+        )
+        if self.on_event is not None:
+            await self.on_event(tx, result.inserted_primary_key[0], event.type, segments)
+
+    @staticmethod
+    def _created_event(node: Node, stamp: datetime) -> ev.ContainerChildCreated:
+        return ev.ContainerChildCreated(
+            timestamp=stamp,
+            key=node.key,
+            path=list(node.path),
+            structure_family=node.structure_family,  # type: ignore[arg-type]
+            specs=node.specs,
+            metadata=node.metadata,
+        )
+
+    # ---- writes -------------------------------------------------------------
+
+    async def create(
+        self,
+        parent_path: str | Sequence[str],
+        key: str,
+        structure_family: str,
+        *,
+        metadata: Any = None,
+        specs: Any = None,
+        structure: dict[str, Any] | None = None,
+    ) -> Node:
+        """Create a child. A container announces itself now; an array or a
+        table when its data is first written (:meth:`write_array`, :meth:`write_table`)."""
+        parent_segments = parse_path(parent_path)
+        check_key(key, max_length=self.limits.max_key_length)
+        if structure_family not in FAMILIES:
+            raise ClientInputError(
+                f"structure_family {structure_family!r} is not supported; "
+                f"hookbook serves {', '.join(FAMILIES)}"
+            )
+        metadata = self._check_metadata(metadata)
+        specs = self._check_specs(specs)
+        if structure_family != "container":
+            if structure is None:
+                raise ClientInputError(f"a {structure_family} needs a structure")
+            structure = self._check_structure(structure_family, structure)
+        else:
+            structure = None
+        segments = (*parent_segments, key)
+        stamp = ev.now()
+        async with self.db.write() as tx:
+            parent = await self._get(tx.conn, parent_segments)
+            if parent.structure_family != "container":
+                raise ConflictError(
+                    f"cannot create {key!r} inside {join_path(parent_segments)!r}: "
+                    f"it is a {parent.structure_family}, not a container"
+                )
+            taken = await tx.execute(
+                sa.select(nodes.c.id).where(nodes.c.path == join_path(segments))
+            )
+            if taken.first() is not None:
+                raise AlreadyExistsError(
+                    f"{join_path(segments)!r} already exists", path=list(segments)
+                )
+            result = await tx.execute(
+                nodes.insert().values(
+                    parent_id=parent.id,
+                    key=key,
+                    path=join_path(segments),
+                    structure_family=structure_family,
+                    metadata=metadata,
+                    specs=specs,
+                    structure=structure,
+                    data_file=None,
+                    stream_closed=False,
+                    time_created=stamp,
+                    time_updated=stamp,
+                )
+            )
+            node = Node(
+                id=result.inserted_primary_key[0],
+                path=segments,
+                structure_family=structure_family,
+                metadata=metadata,
+                specs=specs,
+                structure=structure,
+                data_file=None,
+                stream_closed=False,
+                time_created=stamp,
+                time_updated=stamp,
+            )
+            if structure_family == "container":
+                await self._record(tx, self._created_event(node, stamp))
+        return node
+
+    @staticmethod
+    def _check_structure(family: str, structure: dict[str, Any]) -> dict[str, Any]:
+        try:
+            if family == "array":
+                return ArrayStructure.model_validate(structure).model_dump(mode="json")
+            return TableStructure.model_validate(structure).model_dump(mode="json")
+        except ValueError as exc:
+            raise ClientInputError(f"invalid {family} structure: {exc}") from None
+
+    async def _swap_data(
+        self,
+        node: Node,
+        write_file: Callable[[], str],
+        structure: dict[str, Any],
+        *,
+        require_open: bool,
+    ) -> Node:
+        """Write a new data file, point the node at it in one transaction (with
+        the created event if this is the node's first data), then drop the old file."""
+        new_file = write_file()
+        stamp = ev.now()
+        try:
+            async with self.db.write() as tx:
+                current = await self._get(tx.conn, node.path)
+                if require_open and current.stream_closed:
+                    raise StreamClosedError(
+                        f"{join_path(node.path)!r} is closed: it takes no more data",
+                        path=list(node.path),
+                    )
+                await tx.execute(
+                    nodes.update()
+                    .where(nodes.c.id == current.id)
+                    .values(data_file=new_file, structure=structure, time_updated=stamp)
+                )
+                updated = Node(
+                    **{
+                        **current.__dict__,
+                        "data_file": new_file,
+                        "structure": structure,
+                        "time_updated": stamp,
+                    }
+                )
+                if current.data_file is None:
+                    await self._record(tx, self._created_event(updated, stamp))
+        except BaseException:
+            files.remove(self.directory, [new_file])
+            raise
+        files.remove(self.directory, [current.data_file])
+        return updated
+
+    async def _open_node(self, path: str | Sequence[str], family: str) -> Node:
+        node = await self.get(path)
+        if node.structure_family == "container":
+            raise NotAStreamError(
+                f"{join_path(node.path)!r} is a container: it holds no {family} data"
+            )
+        if node.structure_family != family:
+            raise ConflictError(f"{join_path(node.path)!r} is a {node.structure_family}")
+        return node
+
+    def _check_size(self, nbytes: int) -> None:
+        if nbytes > self.limits.max_data_bytes:
+            raise PayloadTooLargeError(
+                f"data is {nbytes} bytes; the limit is {self.limits.max_data_bytes}",
+                size=nbytes,
+                limit=self.limits.max_data_bytes,
+            )
+
+    async def write_array(self, path: str | Sequence[str], data: bytes) -> Node:
+        """Store the full contents of an array from raw C-order bytes of its declared
+        dtype and shape."""
+        node = await self._open_node(path, "array")
+        if node.stream_closed:
+            raise StreamClosedError(f"{join_path(node.path)!r} is closed: it takes no more data")
+        self._check_size(len(data))
+        structure = ArrayStructure.model_validate(node.structure)
+        array = _array_from_bytes(data, structure.data_type.to_numpy(), tuple(structure.shape))
+        return await self._swap_data(
+            node,
+            lambda: files.write_array(self.directory, array),
+            node.structure or {},
+            require_open=True,
+        )
+
+    async def patch_array(
+        self,
+        path: str | Sequence[str],
+        data: bytes,
+        *,
+        offset: Sequence[int],
+        shape: Sequence[int],
+        extend: bool,
+    ) -> Node:
+        """Write ``data`` (of ``shape``) at ``offset``; with ``extend`` the array grows
+        to fit (appending is ``offset=(current length,)``)."""
+        node = await self._open_node(path, "array")
+        if node.stream_closed:
+            raise StreamClosedError(f"{join_path(node.path)!r} is closed: it takes no more data")
+        if node.data_file is None:
+            raise ConflictError(f"no data has been written to {join_path(node.path)!r} yet")
+        self._check_size(len(data))
+        structure = ArrayStructure.model_validate(node.structure)
+        dtype = structure.data_type.to_numpy()
+        old_shape = tuple(structure.shape)
+        shape = tuple(shape)
+        if len(shape) != len(old_shape):
+            raise InvalidDataError(
+                f"data has {len(shape)} dimensions; the array has {len(old_shape)}"
+            )
+        offset = tuple(offset) + (0,) * (len(old_shape) - len(offset))
+        if len(offset) != len(old_shape) or any(o < 0 for o in offset):
+            raise InvalidDataError(f"offset {offset} does not fit an array of shape {old_shape}")
+        piece = _array_from_bytes(data, dtype, shape)
+        new_shape = tuple(max(o + s, d) for o, s, d in zip(offset, shape, old_shape, strict=True))
+        if new_shape != old_shape and not extend:
+            raise InvalidDataError(
+                f"data of shape {shape} at offset {offset} does not fit in shape {old_shape}; "
+                "pass extend=true to grow the array"
+            )
+        old = files.read_array(self.directory, node.data_file)
+        if new_shape == old_shape:
+            grown = np.array(old)
+        else:
+            grown = np.zeros(new_shape, dtype=dtype)
+            grown[tuple(slice(0, d) for d in old_shape)] = old
+        grown[tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))] = piece
+        new_structure = ArrayStructure.from_array(grown.shape, grown.dtype).model_dump(mode="json")
+        return await self._swap_data(
+            node,
+            lambda: files.write_array(self.directory, grown),
+            new_structure,
+            require_open=True,
+        )
+
+    async def write_table(self, path: str | Sequence[str], table: Any) -> Node:
+        """Store the full contents of a table (a ``pyarrow.Table``)."""
+        node = await self._open_node(path, "table")
+        if node.stream_closed:
+            raise StreamClosedError(f"{join_path(node.path)!r} is closed: it takes no more data")
+        declared = TableStructure.model_validate(node.structure)
+        if declared.columns and list(table.column_names) != list(declared.columns):
+            raise InvalidDataError(
+                f"table has columns {table.column_names}; {declared.columns} were declared"
+            )
+        structure = TableStructure.from_arrow_schema(table.schema).model_dump(mode="json")
+        return await self._swap_data(
+            node,
+            lambda: files.write_table(self.directory, table),
+            structure,
+            require_open=True,
+        )
+
+    async def append_table(self, path: str | Sequence[str], table: Any) -> Node:
+        """Add rows to a table; their columns must match."""
+        import pyarrow as pa
+
+        node = await self._open_node(path, "table")
+        if node.stream_closed:
+            raise StreamClosedError(f"{join_path(node.path)!r} is closed: it takes no more data")
+        if node.data_file is None:
+            return await self.write_table(path, table)
+        old = files.read_table(self.directory, node.data_file)
+        if old.column_names != table.column_names:
+            raise InvalidDataError(
+                f"rows have columns {table.column_names}; the table has {old.column_names}"
+            )
+        try:
+            combined = pa.concat_tables([old, table.cast(old.schema)])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise InvalidDataError(f"rows do not match the table's column types: {exc}") from None
+        structure = TableStructure.from_arrow_schema(combined.schema).model_dump(mode="json")
+        return await self._swap_data(
+            node,
+            lambda: files.write_table(self.directory, combined),
+            structure,
+            require_open=True,
+        )
+
+    async def update_metadata(
+        self, path: str | Sequence[str], *, metadata: Any = None, specs: Any = None
+    ) -> Node:
+        """Replace what is given (metadata and/or specs) and record the update."""
+        segments = parse_path(path)
+        new_metadata = None if metadata is None else self._check_metadata(metadata)
+        new_specs = None if specs is None else self._check_specs(specs)
+        stamp = ev.now()
+        async with self.db.write() as tx:
+            node = await self._get(tx.conn, segments)
+            values: dict[str, Any] = {"time_updated": stamp}
+            if new_metadata is not None:
+                values["metadata"] = new_metadata
+            if new_specs is not None:
+                values["specs"] = new_specs
+            await tx.execute(nodes.update().where(nodes.c.id == node.id).values(**values))
+            updated = Node(**{**node.__dict__, **values})
+            if segments:
+                await self._record(
+                    tx,
+                    ev.ContainerChildMetadataUpdated(
+                        timestamp=stamp,
+                        key=updated.key,
+                        path=list(segments),
+                        specs=updated.specs,
+                        metadata=updated.metadata,
+                    ),
+                )
+        return updated
+
+    async def close_stream(self, path: str | Sequence[str]) -> Node:
+        segments = parse_path(path)
+        stamp = ev.now()
+        async with self.db.write() as tx:
+            node = await self._get(tx.conn, segments)
+            if node.structure_family == "container":
+                raise NotAStreamError(
+                    f"{join_path(segments) or 'the root'!r} is a container: only arrays "
+                    "and tables are streams"
+                )
+            if node.stream_closed:
+                raise StreamClosedError(f"{join_path(segments)!r} is already closed")
+            await tx.execute(
+                nodes.update()
+                .where(nodes.c.id == node.id)
+                .values(stream_closed=True, time_updated=stamp)
+            )
+            await self._record(
+                tx, ev.StreamClosed(timestamp=stamp, key=node.key, path=list(segments))
+            )
+        return Node(**{**node.__dict__, "stream_closed": True, "time_updated": stamp})
+
+    async def delete(
+        self,
+        path: str | Sequence[str],
+        *,
+        before_event: Callable[[WriteTransaction, tuple[str, ...]], Awaitable[None]]
+        | None = None,
+    ) -> int:
+        """Delete a node and everything below it; returns how many nodes went.
+
+        ``before_event`` runs in the same transaction before the event is recorded
+        (the webhook engine removes the subtree's webhooks there).
+        """
+        segments = parse_path(path)
+        if not segments:
+            raise ClientInputError("the root cannot be deleted")
+        joined = join_path(segments)
+        stamp = ev.now()
+        async with self.db.write() as tx:
+            node = await self._get(tx.conn, segments)
+            subtree = (nodes.c.path == joined) | (
+                sa.func.substr(nodes.c.path, 1, len(joined) + 1) == joined + "/"
+            )
+            doomed = (await tx.execute(sa.select(nodes.c.data_file).where(subtree))).all()
+            await tx.execute(nodes.delete().where(subtree))
+            if before_event is not None:
+                await before_event(tx, segments)
+            await self._record(
+                tx, ev.ContainerChildDeleted(timestamp=stamp, key=node.key, path=list(segments))
+            )
+        files.remove(self.directory, [row.data_file for row in doomed])
+        return len(doomed)
+
+
+def _array_from_bytes(data: bytes, dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        raise InvalidDataError(
+            f"got {len(data)} bytes; dtype {dtype.str} and shape {shape} need {expected}",
+            got=len(data),
+            expected=expected,
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def table_from_ipc(data: bytes) -> Any:
+    """Decode an Arrow IPC file (or stream) into a ``pyarrow.Table``."""
+    import pyarrow as pa
+
+    try:
+        return pa.ipc.open_file(pa.BufferReader(data)).read_all()
+    except pa.ArrowInvalid:
+        try:
+            return pa.ipc.open_stream(io.BytesIO(data)).read_all()
+        except pa.ArrowInvalid as exc:
+            raise InvalidDataError(f"body is not an Arrow IPC file or stream: {exc}") from None

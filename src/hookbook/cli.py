@@ -1,0 +1,139 @@
+"""The ``hookbook`` command: ``serve``, ``demo`` and ``receive``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from ._version import __version__
+from .errors import HookbookError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .config import load_config
+    from .server.app import create_app
+
+    settings = load_config(args.config)
+    if args.worker_only:
+        settings = settings.model_copy(update={"serve_http": False})
+        return _run_worker_only(settings)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        lifespan="on",
+        loop="asyncio",
+        http="h11",
+        ws="none",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    webhooks = "on" if settings.webhooks is not None else "off"
+    print(
+        f"hookbook {__version__} serving http://{args.host}:{args.port}/api/v1/ "
+        f"(directory {settings.directory}, webhooks {webhooks}); Ctrl-C stops",
+        flush=True,
+    )
+    server.run()
+    if app.state.startup_error is not None:
+        raise app.state.startup_error
+    print("hookbook stopped", flush=True)
+    return 0
+
+
+def _run_worker_only(settings) -> int:  # type: ignore[no-untyped-def]
+    """Run the delivery worker with no HTTP server, until SIGINT or SIGTERM."""
+    from .server.services import Services
+
+    async def main() -> None:
+        services = await Services.start(settings)
+        if services.worker is None:
+            await services.stop()
+            raise HookbookError("--worker-only needs a webhooks section in the config")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"hookbook {__version__} delivery worker running (pid {os.getpid()})", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await services.stop()
+        print("hookbook worker stopped", flush=True)
+
+    asyncio.run(main())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(show_json=args.json)
+
+
+def _receive(args: argparse.Namespace) -> int:
+    from .testing.console import run_receiver
+
+    run_receiver(args.port, secret=args.secret, status=args.status, show_json=args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hookbook", description="Catalog webhooks: serve, demo, receive."
+    )
+    parser.add_argument("--version", action="version", version=f"hookbook {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a server from a YAML config file")
+    serve.add_argument("--config", required=True, help="the YAML config file")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="default: 8000")
+    serve.add_argument(
+        "--worker-only", action="store_true", help="deliver webhooks only, serve no HTTP"
+    )
+    serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser("demo", help="the whole webhook flow, in-process, as tables")
+    demo.add_argument("--json", action="store_true", help="also print each payload")
+    demo.set_defaults(func=_demo)
+
+    receive = sub.add_parser("receive", help="print the webhook deliveries a port receives")
+    receive.add_argument("--port", type=int, default=9000, help="default: 9000")
+    receive.add_argument("--secret", default=None, help="verify signatures with this secret")
+    receive.add_argument(
+        "--status", type=int, default=200, help="answer every delivery with this status"
+    )
+    receive.add_argument("--json", action="store_true", help="print each JSON body")
+    receive.set_defaults(func=_receive)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except HookbookError as exc:
+        print(f"hookbook: error: {exc.detail or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Settings objects and the YAML configuration file.
+
+Nothing here reads the environment at import time: :func:`load_config` reads a
+file and substitutes ``${VAR}`` from the environment when it is called, and
+:class:`Settings` is plain data that :func:`hookbook.server.create_app` turns
+into a running server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "SCOPES",
+    "ApiKey",
+    "Limits",
+    "Settings",
+    "WebhookSettings",
+    "load_config",
+    "parse_settings",
+]
+
+Scope = Literal["admin", "read:metadata", "write:metadata", "read:webhooks", "write:webhooks"]
+SCOPES: tuple[str, ...] = ("read:metadata", "write:metadata", "read:webhooks", "write:webhooks")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiKey(_Strict):
+    """An API key and its scopes; ``admin`` means all of them."""
+
+    key: str = Field(min_length=8)
+    scopes: tuple[Scope, ...] = ("admin",)
+
+    def grants(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+class WebhookSettings(_Strict):
+    """The ``webhooks:`` section. Its presence mounts the webhook routes.
+
+    Tiled's settings keep Tiled's meaning (``secret_keys``, ``allow_http``,
+    ``allow_private_addresses``, ``blocked_networks``, ``allow_delivery_hosts``);
+    the rest tune the delivery engine and have safe defaults.
+    """
+
+    secret_keys: tuple[str, ...] = Field(
+        description="Keys that encrypt signing secrets at rest; the first encrypts, all decrypt."
+    )
+    allow_http: bool = Field(False, description="Accept plain http:// targets (development).")
+    allow_private_addresses: bool = Field(
+        False, description="Let targets resolve to loopback/private addresses (development)."
+    )
+    blocked_networks: tuple[str, ...] = Field((), description="Extra CIDRs to refuse.")
+    allow_delivery_hosts: tuple[str, ...] = Field(
+        (), description="Host names let through the address checks."
+    )
+    retry_schedule: tuple[float, ...] = Field(
+        (1.0, 5.0), description="Seconds between attempts; attempts = len + 1."
+    )
+    retry_after_cap: float = Field(60.0, ge=0, description="Longest Retry-After honoured (s).")
+    connect_timeout: float = Field(5.0, gt=0, description="Connect timeout of an attempt (s).")
+    read_timeout: float = Field(10.0, gt=0, description="Read timeout of an attempt (s).")
+    resolve_timeout: float = Field(5.0, gt=0, description="DNS timeout of an attempt (s).")
+    lease_seconds: float = Field(
+        30.0, gt=0, description="How long a claimed delivery stays with its worker."
+    )
+    poll_interval: float = Field(
+        1.0, gt=0, description="Fallback polling period of the worker (s)."
+    )
+    max_in_flight: int = Field(64, ge=1, description="Deliveries in flight at once.")
+    max_in_flight_per_host: int = Field(8, ge=1, description="In flight to one host at once.")
+    auto_disable_after: int = Field(
+        20, ge=0, description="Consecutive failed deliveries that disable a webhook (0: never)."
+    )
+    retention_days: float = Field(30.0, gt=0, description="Settled history older than this goes.")
+    response_excerpt_bytes: int = Field(1024, ge=0, description="Response body kept per attempt.")
+    max_response_bytes: int = Field(64 * 1024, ge=0, description="Response body read at most.")
+    max_url_length: int = Field(2048, ge=16, description="Longest target URL accepted.")
+    max_webhooks: int = Field(10_000, ge=1, description="Webhooks per server at most.")
+    egress_proxy: str | None = Field(
+        None, description="An egress proxy for deliveries; it then enforces address rules."
+    )
+    ca_bundle: str | None = Field(None, description="CA bundle for https targets.")
+    shutdown_grace: float = Field(
+        1.0, ge=0, description="How long stop waits for in-flight attempts (s)."
+    )
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _keys_usable(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if not keys or any(not str(k).strip() for k in keys):
+            raise ValueError(
+                "webhooks.secret_keys must list at least one non-empty key "
+                "(the first encrypts signing secrets, all decrypt)"
+            )
+        return keys
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule_ok(cls, schedule: tuple[float, ...]) -> tuple[float, ...]:
+        if any(wait < 0 for wait in schedule):
+            raise ValueError("webhooks.retry_schedule waits must be >= 0 seconds")
+        if len(schedule) > 20:
+            raise ValueError("webhooks.retry_schedule allows at most 20 retries")
+        return schedule
+
+
+class Limits(_Strict):
+    """Caps on what one request may carry."""
+
+    max_key_length: int = Field(255, ge=1, description="Longest node key.")
+    max_metadata_bytes: int = Field(
+        256 * 1024, ge=2, description="Largest metadata object, as JSON (413 above)."
+    )
+    max_data_bytes: int = Field(
+        1024**3, ge=1, description="Largest array or table upload (413 above)."
+    )
+
+
+class Settings(_Strict):
+    """Everything a server needs; built from a config file or by SimpleServer."""
+
+    directory: Path
+    database: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file hookbook.db in directory."
+    )
+    api_keys: tuple[ApiKey, ...] = Field(min_length=1)
+    webhooks: WebhookSettings | None = None
+    limits: Limits = Limits()
+    serve_http: bool = Field(True, description="Serve the HTTP API (false: a worker only).")
+    run_worker: bool = Field(True, description="Run the delivery worker in this process.")
+    lock_directory: bool | None = Field(
+        None, description="Refuse a second server on the directory (default: when on SQLite)."
+    )
+
+    @property
+    def database_url(self) -> str:
+        if self.database:
+            return self.database
+        return f"sqlite+aiosqlite:///{self.directory / 'hookbook.db'}"
+
+
+def parse_settings(data: Mapping[str, Any]) -> Settings:
+    """Validate settings, raising :class:`ConfigurationError` naming each bad setting."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _substitute(text: str, environ: Mapping[str, str], source: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise ConfigurationError(
+                f"{source}: environment variable {name} is not set (used as ${{{name}}})",
+                variable=name,
+            )
+        return environ[name]
+
+    return _VAR.sub(replace, text)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Read a YAML config file: ``${VAR}`` comes from the environment, paths from its folder."""
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(_substitute(text, environ, str(path))) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: the top level must be a mapping of settings")
+    base = path.resolve().parent
+    data.setdefault("directory", ".")
+    data["directory"] = str((base / Path(data["directory"]).expanduser()).resolve())
+    webhooks = data.get("webhooks")
+    if isinstance(webhooks, dict) and webhooks.get("ca_bundle"):
+        webhooks["ca_bundle"] = str(base / Path(webhooks["ca_bundle"]).expanduser())
+    return parse_settings(data)

@@ -1,0 +1,236 @@
+"""Every public hookbook exception, in one place.
+
+Each exception carries the HTTP status it maps to (``status_code``) so the
+server turns it into a JSON error response in one handler
+(:mod:`hookbook.server.errors`), and the client turns the response back into
+the same class (:func:`error_from_response`).
+
+The tree::
+
+    HookbookError                      (500)
+    +-- ClientInputError               (400)  bad input not caught by schema validation
+    |   +-- InvalidKeyError            (422)  an entry key that is empty, has '/', '.', '..' or is too long
+    |   +-- InvalidPathError           (422)  a path with '..' or empty segments
+    |   +-- InvalidDataError           (422)  bytes that do not match the declared dtype and shape
+    |   +-- InvalidURLError            (422)  a webhook URL that is malformed, too long or not https
+    |   +-- UnsafeURLError             (400)  a webhook target that is blocked or does not resolve
+    |   +-- SecretsNotConfiguredError  (400)  a webhook secret with no secret_keys configured
+    |   +-- UnsupportedError           (400)  a part of Tiled's protocol that hookbook does not serve
+    +-- PayloadTooLargeError           (413)  metadata or a body over its documented cap
+    +-- AuthenticationError            (401)  missing or unknown API key
+    +-- PermissionDeniedError          (403)  the key lacks the scope the route needs
+    +-- NotFoundError                  (404)  an unknown node, webhook or delivery
+    +-- ConflictError                  (409)
+    |   +-- AlreadyExistsError         (409)  a key already taken in its container
+    |   +-- StreamClosedError          (409)  appending to / closing a closed stream
+    |   +-- NotAStreamError            (409)  appending to / closing a container
+    |   +-- DuplicateWebhookError      (409)  the same URL registered twice on one node
+    +-- ConfigurationError             (---)  a bad setting, raised at start-up; names the setting
+    +-- DirectoryInUseError            (---)  a second server on a directory already in use
+    +-- ServerStartupError             (---)  SimpleServer could not start; carries the server's error
+    +-- SignatureError                 (401)  a delivery that does not verify
+        +-- MissingSignatureError      (401)  no signature header (or timestamp, or id)
+        +-- BadSignatureError          (401)  a signature that does not match the body
+        +-- StaleTimestampError        (401)  a webhook-timestamp outside the tolerance
+
+``TimeoutError`` (the builtin) is used for bounded waits (``drain``,
+``wait_for``), so ordinary ``except TimeoutError`` works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AlreadyExistsError",
+    "AuthenticationError",
+    "BadSignatureError",
+    "ClientInputError",
+    "ConfigurationError",
+    "ConflictError",
+    "DirectoryInUseError",
+    "DuplicateWebhookError",
+    "HookbookError",
+    "InvalidDataError",
+    "InvalidKeyError",
+    "InvalidURLError",
+    "InvalidPathError",
+    "MissingSignatureError",
+    "NotAStreamError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "SecretsNotConfiguredError",
+    "ServerStartupError",
+    "SignatureError",
+    "StaleTimestampError",
+    "StreamClosedError",
+    "UnsafeURLError",
+    "UnsupportedError",
+    "error_from_response",
+]
+
+
+class HookbookError(Exception):
+    """Base class of every hookbook error.
+
+    ``detail`` is the human-readable message (the ``detail`` field of the JSON
+    error body); ``context`` holds structured facts (ids, paths, limits).
+    """
+
+    status_code: int = 500
+
+    def __init__(self, detail: str = "", **context: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.context = context
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"detail": self.detail, "error": type(self).__name__}
+        if self.context:
+            body["context"] = self.context
+        return body
+
+
+class ClientInputError(HookbookError):
+    status_code = 400
+
+
+class InvalidKeyError(ClientInputError):
+    status_code = 422
+
+
+class InvalidPathError(ClientInputError):
+    status_code = 422
+
+
+class InvalidDataError(ClientInputError):
+    status_code = 422
+
+
+class InvalidURLError(ClientInputError):
+    status_code = 422
+
+
+class UnsafeURLError(ClientInputError):
+    status_code = 400
+
+
+class SecretsNotConfiguredError(ClientInputError):
+    status_code = 400
+
+
+class UnsupportedError(ClientInputError):
+    status_code = 400
+
+
+class PayloadTooLargeError(HookbookError):
+    status_code = 413
+
+
+class AuthenticationError(HookbookError):
+    status_code = 401
+
+
+class PermissionDeniedError(HookbookError):
+    status_code = 403
+
+
+class NotFoundError(HookbookError):
+    status_code = 404
+
+
+class ConflictError(HookbookError):
+    status_code = 409
+
+
+class AlreadyExistsError(ConflictError):
+    pass
+
+
+class StreamClosedError(ConflictError):
+    pass
+
+
+class NotAStreamError(ConflictError):
+    pass
+
+
+class DuplicateWebhookError(ConflictError):
+    pass
+
+
+class ConfigurationError(HookbookError):
+    """A setting is invalid; the message names the setting."""
+
+
+class DirectoryInUseError(HookbookError):
+    """Another server already uses this directory."""
+
+
+class ServerStartupError(HookbookError):
+    """The in-process server failed to start; ``__cause__`` is its own error."""
+
+
+class SignatureError(HookbookError):
+    status_code = 401
+
+
+class MissingSignatureError(SignatureError):
+    pass
+
+
+class BadSignatureError(SignatureError):
+    pass
+
+
+class StaleTimestampError(SignatureError):
+    pass
+
+
+_BY_NAME: dict[str, type[HookbookError]] = {
+    name: obj
+    for name, obj in globals().items()
+    if isinstance(obj, type) and issubclass(obj, HookbookError)
+}
+
+_BY_STATUS: dict[int, type[HookbookError]] = {
+    400: ClientInputError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    422: ClientInputError,
+}
+
+
+def error_from_response(status_code: int, body: Any) -> HookbookError:
+    """Rebuild the exception a server raised from its JSON error response.
+
+    ``body`` is the decoded JSON (or ``None`` when the response was not JSON).
+    The class is chosen by the ``error`` field when hookbook sent it, else by
+    status code; the message is the server's ``detail``.
+    """
+    detail: Any = None
+    cls: type[HookbookError] | None = None
+    context: dict[str, Any] = {}
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        cls = _BY_NAME.get(str(body.get("error")))
+        if isinstance(body.get("context"), dict):
+            context = body["context"]
+    if cls is None:
+        cls = _BY_STATUS.get(status_code, HookbookError)
+    if isinstance(detail, list):  # FastAPI validation errors
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg')}"
+            if isinstance(item, dict)
+            else str(item)
+            for item in detail
+        )
+    if detail is None:
+        detail = f"HTTP {status_code}"
+    err = cls(str(detail), **context)
+    err.status_code = status_code
+    return err

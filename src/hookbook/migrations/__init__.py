@@ -1,0 +1,72 @@
+"""Schema migrations (Alembic) and the start-up step that applies them.
+
+A new database is created at the head revision directly (fast start-up); an
+existing one is upgraded only when it is behind. On PostgreSQL an advisory
+lock makes sure that processes starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ..db import Database, metadata
+
+logger = logging.getLogger(__name__)
+
+#: The newest revision in ``versions/``; a new database is stamped with it.
+HEAD_REVISION = "0002"
+_ADVISORY_LOCK_ID = 0x686F6F6B  # "hook"
+_HERE = Path(__file__).parent
+
+
+def alembic_config(connection: sa.Connection):  # type: ignore[no-untyped-def]
+    """An Alembic config bound to ``connection`` (Alembic is imported only when needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_HERE))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _current_revision(connection: sa.Connection) -> str | None:
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _prepare(connection: sa.Connection) -> str:
+    revision = _current_revision(connection)
+    if revision is None:
+        if sa.inspect(connection).has_table("nodes"):
+            raise RuntimeError("database has hookbook tables but no alembic_version")
+        metadata.create_all(connection)
+        connection.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        connection.execute(
+            sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD_REVISION}
+        )
+        return "created"
+    if revision == HEAD_REVISION:
+        return "current"
+    from alembic import command
+
+    logger.info("upgrading database from revision %s to %s", revision, HEAD_REVISION)
+    command.upgrade(alembic_config(connection), "head")
+    return f"upgraded from {revision}"
+
+
+async def prepare_database(db: Database) -> str:
+    """Create or upgrade the schema; returns what was done."""
+    async with db.writer.connect() as conn:
+        if not db.sqlite:
+            await conn.execute(sa.text(f"SELECT pg_advisory_lock({_ADVISORY_LOCK_ID})"))
+        try:
+            async with conn.begin():
+                return await conn.run_sync(_prepare)
+        finally:
+            if not db.sqlite:
+                await conn.execute(sa.text(f"SELECT pg_advisory_unlock({_ADVISORY_LOCK_ID})"))
+                await conn.commit()

@@ -1,0 +1,63 @@
+"""``create_app(settings)``: a fresh FastAPI app per call, no import-time state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .._version import __version__
+from ..config import Settings
+from .errors import install_error_handlers
+from .services import Seams, Services
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, seams: Seams | None = None) -> FastAPI:
+    """Build the server for ``settings``.
+
+    The database, the store and the delivery worker are created in the app's
+    lifespan and hang off ``app.state.services``. If start-up fails, the error
+    is kept in ``app.state.startup_error`` (the in-process harness re-raises it)
+    and raised.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            app.state.services = await Services.start(settings, seams)
+        except BaseException as exc:
+            app.state.startup_error = exc
+            raise
+        try:
+            yield
+        finally:
+            await app.state.services.stop()
+
+    app = FastAPI(
+        title="hookbook",
+        version=__version__,
+        description="A data catalog that delivers its events as signed webhooks "
+        "(Tiled-compatible HTTP API).",
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.startup_error = None
+    install_error_handlers(app)
+
+    from .routes import catalog, health, unsupported
+
+    app.include_router(catalog.router)
+    app.include_router(health.router)
+    if settings.webhooks is not None:
+        from .routes import webhooks
+
+        app.include_router(webhooks.router)
+    app.include_router(unsupported.router)
+    return app

@@ -1,0 +1,74 @@
+"""Dependencies, declared once: the services, the store, and API-key scopes."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..catalog.store import CatalogStore
+from ..config import ApiKey
+from ..errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from .services import Services
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_store(services: ServicesDep) -> CatalogStore:
+    return services.store
+
+
+StoreDep = Annotated[CatalogStore, Depends(get_store)]
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key of a request: ``Authorization: Apikey KEY`` or ``?api_key=KEY``."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() in {"apikey", "bearer"} and value.strip():
+            return value.strip()
+    return request.query_params.get("api_key")
+
+
+def authenticate(request: Request, services: ServicesDep) -> ApiKey:
+    key = presented_key(request)
+    if not key:
+        raise AuthenticationError(
+            "an API key is required: send 'Authorization: Apikey KEY' or '?api_key=KEY'"
+        )
+    for candidate in services.settings.api_keys:
+        if hmac.compare_digest(candidate.key.encode(), key.encode()):
+            return candidate
+    raise AuthenticationError("the API key is not valid")
+
+
+def require(scope: str):  # type: ignore[no-untyped-def]
+    """A dependency that admits keys holding ``scope`` (``admin`` holds all)."""
+
+    def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
+        if not key.grants(scope):
+            raise PermissionDeniedError(
+                f"this API key lacks the {scope!r} scope", scope=scope
+            )
+        return key
+
+    return check
+
+
+ReadMetadata = Annotated[ApiKey, Depends(require("read:metadata"))]
+WriteMetadata = Annotated[ApiKey, Depends(require("write:metadata"))]
+ReadWebhooks = Annotated[ApiKey, Depends(require("read:webhooks"))]
+WriteWebhooks = Annotated[ApiKey, Depends(require("write:webhooks"))]
+
+
+def get_webhook_service(services: ServicesDep):  # type: ignore[no-untyped-def]
+    if services.webhooks is None:  # routes are not mounted then; belt and braces
+        raise NotFoundError("webhooks are not enabled on this server")
+    return services.webhooks

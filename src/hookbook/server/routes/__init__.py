@@ -1,0 +1,1 @@
+"""HTTP routes, one module per area; each handler parses, calls one domain method, returns."""

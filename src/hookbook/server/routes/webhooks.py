@@ -1,0 +1,121 @@
+"""Webhook routes: Tiled's four, plus management, ping, redelivery and attempt logs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from ...errors import InvalidURLError
+from ...url_safety import check_url_syntax
+from ...webhooks.service import WebhookService
+from ..deps import ReadWebhooks, WriteWebhooks, get_webhook_service
+from ..schemas import (
+    DeliveryDetail,
+    DeliveryOut,
+    EventName,
+    WebhookOut,
+    WebhookPatch,
+    WebhookRegistration,
+)
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+
+Service = Annotated[WebhookService, Depends(get_webhook_service)]
+
+
+def _checked_url(service: WebhookService, url: str) -> str:
+    try:
+        return check_url_syntax(
+            url,
+            allow_http=service.settings.allow_http,
+            max_length=service.settings.max_url_length,
+        )
+    except ValueError as exc:
+        raise InvalidURLError(f"url: {exc}") from None
+
+
+@router.post("/target/{path:path}", response_model=WebhookOut, summary="Register a webhook")
+async def register(
+    path: str, body: WebhookRegistration, service: Service, _: WriteWebhooks
+) -> WebhookOut:
+    url = _checked_url(service, body.url)
+    hook = await service.register(path, url, secret=body.secret, events=body.events)
+    return WebhookOut.of(hook)
+
+
+@router.get(
+    "/target/{path:path}", response_model=list[WebhookOut], summary="Webhooks on a node"
+)
+async def list_on_node(path: str, service: Service, _: ReadWebhooks) -> list[WebhookOut]:
+    return [WebhookOut.of(h) for h in await service.list_on(path)]
+
+
+@router.get("/", response_model=list[WebhookOut], summary="Every webhook")
+async def list_all(service: Service, _: ReadWebhooks) -> list[WebhookOut]:
+    return [WebhookOut.of(h) for h in await service.list_all()]
+
+
+@router.get(
+    "/history/{webhook_id}", response_model=list[DeliveryOut], summary="Delivery history"
+)
+async def history(
+    webhook_id: int,
+    service: Service,
+    _: ReadWebhooks,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[int | None, Query(ge=1, description="Only deliveries older than this id")]
+    = None,
+    outcome: Literal["pending", "success", "failed"] | None = None,
+    event_type: EventName | Literal["ping"] | None = None,
+) -> list[DeliveryOut]:
+    records = await service.history(
+        webhook_id, limit=limit, before=before, outcome=outcome, event_type=event_type
+    )
+    return [DeliveryOut.of(d) for d in records]
+
+
+@router.get(
+    "/deliveries/{delivery_id}",
+    response_model=DeliveryDetail,
+    summary="A delivery with its attempt log",
+)
+async def delivery(delivery_id: int, service: Service, _: ReadWebhooks) -> DeliveryDetail:
+    return DeliveryDetail.of(await service.delivery(delivery_id))
+
+
+@router.post(
+    "/deliveries/{delivery_id}/redeliver",
+    response_model=DeliveryDetail,
+    summary="Send a delivery's event again (same event id)",
+)
+async def redeliver(delivery_id: int, service: Service, _: WriteWebhooks) -> DeliveryDetail:
+    return DeliveryDetail.of(await service.redeliver(delivery_id))
+
+
+@router.get("/{webhook_id}", response_model=WebhookOut, summary="One webhook")
+async def get_webhook(webhook_id: int, service: Service, _: ReadWebhooks) -> WebhookOut:
+    return WebhookOut.of(await service.get(webhook_id))
+
+
+@router.patch("/{webhook_id}", response_model=WebhookOut, summary="Change a webhook")
+async def update(
+    webhook_id: int, body: WebhookPatch, service: Service, _: WriteWebhooks
+) -> WebhookOut:
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    if "url" in changes:
+        changes["url"] = _checked_url(service, changes["url"])
+    return WebhookOut.of(await service.update(webhook_id, **changes))
+
+
+@router.delete("/{webhook_id}", summary="Delete a webhook, its history and pending deliveries")
+async def delete(webhook_id: int, service: Service, _: WriteWebhooks) -> dict[str, int]:
+    await service.delete(webhook_id)
+    return {"deleted": webhook_id}
+
+
+@router.post(
+    "/{webhook_id}/ping", response_model=DeliveryDetail, summary="Send a ping event"
+)
+async def ping(webhook_id: int, service: Service, _: WriteWebhooks) -> DeliveryDetail:
+    return DeliveryDetail.of(await service.ping(webhook_id))

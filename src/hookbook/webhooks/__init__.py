@@ -1,0 +1,1 @@
+"""Webhook delivery: registry, outbox, retry policy, sender and worker."""

@@ -1,0 +1,76 @@
+"""Shared fixtures: a fresh PostgreSQL database per test, and small helpers.
+
+PostgreSQL tests use ``HOOKBOOK_TEST_POSTGRES`` (default: the local server,
+``postgresql+asyncpg://postgres@127.0.0.1:5432/test``). Each test creates its
+own database and drops it afterwards. Without a reachable server they skip,
+saying why; under ``CI=true`` that is a failure instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def _pg_base() -> str:
+    return os.environ.get("HOOKBOOK_TEST_POSTGRES", DEFAULT_PG)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_asyncpg_dsn(_pg_base()), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"PostgreSQL is required under CI=true: {reason}")
+    pytest.skip(f"PostgreSQL not available ({reason}); set HOOKBOOK_TEST_POSTGRES")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this test (dropped afterwards)."""
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        _unavailable("asyncpg is not installed (install hookbook[postgres])")
+    name = f"hookbook_test_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        _unavailable(f"cannot create a database at {_pg_base()}: {exc}")
+    base = _pg_base()
+    url = base.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def wait_until(predicate, timeout: float = 5.0, interval: float = 0.005, message: str = ""):
+    """Poll ``predicate`` until it returns a truthy value, or fail after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {message}")
+        time.sleep(interval)
