@@ -273,8 +273,8 @@ def _one_spec(value: Any) -> Spec:
     if isinstance(value, Spec):
         return value
     if isinstance(value, str):
-        return Spec(name=value)
-    if isinstance(value, Mapping):
+        name, version = value, None
+    elif isinstance(value, Mapping):
         unknown = set(value) - {"name", "version"}
         if unknown:
             raise ValueError(
@@ -1599,6 +1599,8 @@ def parse_slice(text: str | None, shape: Sequence[int]) -> tuple[slice | int, ..
     shape = tuple(int(n) for n in shape)
     ndim = len(shape)
     body = (text or "").replace(" ", "").strip("()[]")
+    if body == ",":
+        raise ValueError(f"invalid slice {text!r}: empty entry")
     if body.endswith(","):
         body = body[:-1]
     if not body:

@@ -37,7 +37,7 @@ from ..errors import (
     PayloadTooLargeError,
     StreamClosedError,
 )
-from ..protocol import ArrayStructure, TableStructure, normalise_specs
+from ..protocol import ArrayPatchParams, ArrayStructure, TableStructure, normalise_specs
 from . import files
 from .paths import check_key, join_path, parse_path, prefixes
 
@@ -400,16 +400,10 @@ class CatalogStore:
         )
 
     async def patch_array(
-        self,
-        path: str | Sequence[str],
-        data: bytes,
-        *,
-        offset: Sequence[int],
-        shape: Sequence[int],
-        extend: bool,
+        self, path: str | Sequence[str], data: bytes, params: ArrayPatchParams
     ) -> Node:
-        """Write ``data`` (of ``shape``) at ``offset``; with ``extend`` the array grows
-        to fit (appending is ``offset=(current length,)``)."""
+        """Write ``data`` (of ``params.shape``) at ``params.offset``; with
+        ``params.extend`` the array grows to fit (appending is ``offset=(length,)``)."""
         node = await self._open_node(path, "array")
         if node.stream_closed:
             raise StreamClosedError(f"{join_path(node.path)!r} is closed: it takes no more data")
@@ -419,28 +413,17 @@ class CatalogStore:
         structure = ArrayStructure.model_validate(node.structure)
         dtype = structure.data_type.to_numpy()
         old_shape = tuple(structure.shape)
-        shape = tuple(shape)
-        if len(shape) != len(old_shape):
-            raise InvalidDataError(
-                f"data has {len(shape)} dimensions; the array has {len(old_shape)}"
-            )
-        offset = tuple(offset) + (0,) * (len(old_shape) - len(offset))
-        if len(offset) != len(old_shape) or any(o < 0 for o in offset):
-            raise InvalidDataError(f"offset {offset} does not fit an array of shape {old_shape}")
-        piece = _array_from_bytes(data, dtype, shape)
-        new_shape = tuple(max(o + s, d) for o, s, d in zip(offset, shape, old_shape, strict=True))
-        if new_shape != old_shape and not extend:
-            raise InvalidDataError(
-                f"data of shape {shape} at offset {offset} does not fit in shape {old_shape}; "
-                "pass extend=true to grow the array"
-            )
+        try:
+            plan = params.plan(old_shape)
+        except ValueError as exc:
+            raise InvalidDataError(str(exc)) from None
+        if plan.conflict:
+            raise ConflictError(plan.conflict)
+        piece = _array_from_bytes(data, dtype, tuple(params.shape))
         old = files.read_array(self.directory, node.data_file)
-        if new_shape == old_shape:
-            grown = np.array(old)
-        else:
-            grown = np.zeros(new_shape, dtype=dtype)
-            grown[tuple(slice(0, d) for d in old_shape)] = old
-        grown[tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))] = piece
+        grown = np.zeros(plan.new_shape, dtype=dtype)
+        grown[tuple(slice(0, d) for d in old_shape)] = old
+        grown[plan.region] = piece
         new_structure = ArrayStructure.from_array(grown.shape, grown.dtype).model_dump(mode="json")
         return await self._swap_data(
             node,

@@ -1,0 +1,379 @@
+"""Catalog routes, following Tiled's ``/api/v1`` protocol (see ``docs/tiled-protocol.md``).
+
+Both clients use these: the real ``tiled`` client and hookbook's own.
+Handlers parse the request with :mod:`hookbook.protocol`, call one store
+method, and answer with a protocol document.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
+
+from ... import protocol
+from ..._version import __version__
+from ...catalog.paths import join_path, parse_path
+from ...catalog.store import CatalogStore, Node, table_from_ipc
+from ...errors import ClientInputError, ConflictError, PayloadTooLargeError
+from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
+
+router = APIRouter(prefix="/api/v1", tags=["catalog"])
+
+ARROW_FILE = protocol.APACHE_ARROW_FILE_MIME_TYPE
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/api/v1"
+
+
+async def _body(request: Request, store: CatalogStore) -> bytes:
+    """Read a request body, refusing one over the data cap before reading it all."""
+    limit = store.limits.max_data_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"body is {declared} bytes; the limit is {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json(request: Request, store: CatalogStore) -> Any:
+    import json
+
+    raw = await _body(request, store)
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ClientInputError(f"body is not valid JSON: {exc}") from None
+
+
+def _parse(model: type[Any], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ClientInputError(problems) from None
+
+
+async def node_item(store: CatalogStore, node: Node, base: str) -> dict[str, Any]:
+    if node.structure_family == "container":
+        structure: Any = protocol.ContainerStructure(count=await store.count_children(node))
+    else:
+        structure = node.structure
+    return protocol.item(
+        list(node.path),
+        structure_family=node.structure_family,
+        structure=structure,
+        base_url=base,
+        metadata=node.metadata,
+        specs=node.specs,
+    )
+
+
+# ---- discovery ----------------------------------------------------------------
+
+
+@router.get("/", summary="The about document (Tiled protocol)")
+async def about(request: Request) -> dict[str, Any]:
+    return protocol.about_document(base_url(request), __version__)
+
+
+@router.get("/metadata/{path:path}", summary="A node's item")
+async def get_metadata(
+    path: str, request: Request, store: StoreDep, _: ReadMetadata
+) -> dict[str, Any]:
+    node = await store.get(path)
+    return protocol.metadata_response(await node_item(store, node, base_url(request)))
+
+
+@router.get("/search/{path:path}", summary="A page of a container's children")
+async def search(
+    path: str,
+    request: Request,
+    store: StoreDep,
+    _: ReadMetadata,
+    offset: Annotated[int, Query(alias="page[offset]", ge=0)] = 0,
+    limit: Annotated[int, Query(alias="page[limit]", ge=0)] = protocol.DEFAULT_PAGE_LIMIT,
+) -> dict[str, Any]:
+    unsupported = sorted(
+        k for k in request.query_params if k.startswith("filter[") or k == "include_data_sources"
+    )
+    if any(k.startswith("filter[") for k in unsupported):
+        raise ClientInputError(f"hookbook does not support search filters ({unsupported[0]})")
+    limit = min(limit, protocol.MAX_PAGE_LIMIT)
+    children, count = await store.children(path, offset=offset, limit=limit)
+    base = base_url(request)
+    items = [await node_item(store, child, base) for child in children]
+    return protocol.search_response(
+        items,
+        base_url=base,
+        path_segments=list(parse_path(path)),
+        offset=offset,
+        limit=limit,
+        count=count,
+    )
+
+
+# ---- creating, updating, deleting ---------------------------------------------
+
+
+@router.post("/metadata/{path:path}", summary="Create a child node")
+async def create(
+    path: str, request: Request, store: StoreDep, _: WriteMetadata
+) -> dict[str, Any]:
+    body = _parse(protocol.CreateNodeRequest, await _json(request, store))
+    if body.id is None:
+        raise ClientInputError("id (the new node's key) is required")
+    structure = body.structure()
+    node = await store.create(
+        path,
+        body.id,
+        body.structure_family.value,
+        metadata=body.metadata,
+        specs=[s.model_dump() for s in body.specs],
+        structure=None if structure is None else structure.model_dump(mode="json"),
+    )
+    ndim = len(node.structure["shape"]) if node.structure_family == "array" else None
+    links = protocol.links_for(node.structure_family, base_url(request), list(node.path), ndim=ndim)
+    return protocol.CreateNodeResponse(
+        id=node.key, links=protocol.NodeLinks.model_validate(links), metadata=node.metadata
+    ).model_dump(mode="json")
+
+
+async def _update(store: CatalogStore, path: str, request_model: Any) -> dict[str, Any]:
+    node = await store.get(path)
+    try:
+        metadata, specs = request_model.apply(node.metadata, protocol.normalise_specs(node.specs))
+    except ValueError as exc:
+        raise ConflictError(str(exc)) from None
+    updated = await store.update_metadata(
+        path, metadata=metadata, specs=[s.model_dump() for s in specs]
+    )
+    return protocol.MetadataUpdateResponse(
+        id=updated.key, metadata=updated.metadata, specs=protocol.normalise_specs(updated.specs)
+    ).model_dump(mode="json")
+
+
+@router.patch("/metadata/{path:path}", summary="Patch a node's metadata and specs")
+async def patch_metadata(
+    path: str, request: Request, store: StoreDep, _: WriteMetadata
+) -> dict[str, Any]:
+    body = _parse(protocol.MetadataPatchRequest, await _json(request, store))
+    return await _update(store, path, body)
+
+
+@router.put("/metadata/{path:path}", summary="Replace a node's metadata and specs")
+async def replace_metadata(
+    path: str, request: Request, store: StoreDep, _: WriteMetadata
+) -> dict[str, Any]:
+    body = _parse(protocol.MetadataReplaceRequest, await _json(request, store))
+    return await _update(store, path, body)
+
+
+@router.delete("/metadata/{path:path}", summary="Delete a node (recursive=true: and below)")
+async def delete(
+    path: str,
+    store: StoreDep,
+    services: ServicesDep,
+    _: WriteMetadata,
+    recursive: bool = False,
+    external_only: bool = True,
+) -> dict[str, Any]:
+    node = await store.get(path)
+    if node.structure_family == "container" and not recursive:
+        count = await store.count_children(node)
+        if count:
+            raise ConflictError(
+                f"{join_path(node.path)!r} has {count} children; pass recursive=true to "
+                "delete it with everything below it"
+            )
+    hook = services.webhooks.remove_subtree if services.webhooks is not None else None
+    removed = await store.delete(path, before_event=hook)
+    return {"deleted": list(node.path), "nodes": removed}
+
+
+@router.delete("/stream/close/{path:path}", summary="Close a live stream")
+async def close_stream(path: str, store: StoreDep, _: WriteMetadata) -> dict[str, Any]:
+    node = await store.close_stream(path)
+    return {"closed": list(node.path)}
+
+
+# ---- arrays -------------------------------------------------------------------
+
+
+@router.put("/array/full/{path:path}", summary="Write an array's data (raw C-order bytes)")
+async def put_array(
+    path: str, request: Request, store: StoreDep, _: WriteMetadata
+) -> dict[str, Any]:
+    await store.write_array(path, await _body(request, store))
+    return {}
+
+
+@router.patch("/array/full/{path:path}", summary="Write into an array, or extend it")
+async def patch_array(
+    path: str,
+    request: Request,
+    store: StoreDep,
+    _: WriteMetadata,
+    offset: str | None = None,
+    shape: str | None = None,
+    extend: bool = False,
+    persist: bool = True,
+) -> dict[str, Any]:
+    try:
+        params = protocol.ArrayPatchParams.from_query(
+            offset=offset, shape=shape, extend=extend, persist=persist
+        )
+    except ValueError as exc:
+        raise ClientInputError(str(exc)) from None
+    node = await store.patch_array(path, await _body(request, store), params)
+    return node.structure or {}
+
+
+def _array_response(array: np.ndarray, slice_text: str | None, expected: str | None) -> Response:
+    try:
+        key = protocol.parse_slice(slice_text, array.shape)
+        expected_shape = protocol.parse_expected_shape(expected)
+    except ValueError as exc:
+        raise ClientInputError(str(exc)) from None
+    if expected_shape is not None:
+        actual = protocol.sliced_shape(key, array.shape)
+        if tuple(actual) != tuple(expected_shape):
+            raise ClientInputError(
+                f"the slice has shape {list(actual)}; the client expected {list(expected_shape)}"
+            )
+    data = np.ascontiguousarray(array[key])
+    return Response(data.tobytes(), media_type=protocol.ARRAY_MIME_TYPE)
+
+
+@router.get("/array/full/{path:path}", summary="Read an array (optionally a slice)")
+async def get_array(
+    path: str,
+    store: StoreDep,
+    _: ReadMetadata,
+    slice: str | None = None,
+    expected_shape: str | None = None,
+) -> Response:
+    node = await store.get(path)
+    return _array_response(store.read_array(node), slice, expected_shape)
+
+
+@router.get("/array/block/{path:path}", summary="Read a block of an array (one block per axis)")
+async def get_array_block(
+    path: str,
+    store: StoreDep,
+    _: ReadMetadata,
+    block: str = "",
+    slice: str | None = None,
+    expected_shape: str | None = None,
+) -> Response:
+    node = await store.get(path)
+    array = store.read_array(node)
+    try:
+        index = protocol.parse_int_tuple(block, name="block") if array.ndim else ()
+    except ValueError as exc:
+        raise ClientInputError(str(exc)) from None
+    if len(index) != array.ndim or any(index):
+        raise ClientInputError(
+            f"block {block!r} does not exist: hookbook stores each array as one block "
+            f"per axis ({','.join('0' * array.ndim)})"
+        )
+    return _array_response(array, slice, expected_shape)
+
+
+# ---- tables -------------------------------------------------------------------
+
+
+def _arrow_file(table: Any) -> Response:
+    import pyarrow as pa
+
+    sink = io.BytesIO()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return Response(sink.getvalue(), media_type=ARROW_FILE)
+
+
+def _columns(table: Any, columns: list[str] | None) -> Any:
+    if not columns:
+        return table
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ClientInputError(f"no column(s) {', '.join(missing)} in this table")
+    return table.select(columns)
+
+
+@router.put("/table/full/{path:path}", summary="Write a table (Arrow IPC file)")
+async def put_table(
+    path: str, request: Request, store: StoreDep, _: WriteMetadata
+) -> dict[str, Any]:
+    await store.write_table(path, table_from_ipc(await _body(request, store)))
+    return {}
+
+
+@router.get("/table/full/{path:path}", summary="Read a table (Arrow IPC file)")
+async def get_table(
+    path: str,
+    store: StoreDep,
+    _: ReadMetadata,
+    column: Annotated[list[str] | None, Query()] = None,
+) -> Response:
+    node = await store.get(path)
+    return _arrow_file(_columns(store.read_table(node), column))
+
+
+def _only_partition_zero(partition: int) -> None:
+    if partition != 0:
+        raise ClientInputError(
+            f"partition {partition} does not exist: hookbook stores a table as one partition (0)"
+        )
+
+
+@router.get("/table/partition/{path:path}", summary="Read a table partition (Arrow IPC file)")
+async def get_partition(
+    path: str,
+    store: StoreDep,
+    _: ReadMetadata,
+    partition: Annotated[int, Query(ge=0)],
+    column: Annotated[list[str] | None, Query()] = None,
+) -> Response:
+    _only_partition_zero(partition)
+    node = await store.get(path)
+    return _arrow_file(_columns(store.read_table(node), column))
+
+
+@router.put("/table/partition/{path:path}", summary="Replace a table partition")
+async def put_partition(
+    path: str,
+    request: Request,
+    store: StoreDep,
+    _: WriteMetadata,
+    partition: Annotated[int, Query(ge=0)],
+) -> dict[str, Any]:
+    _only_partition_zero(partition)
+    await store.write_table(path, table_from_ipc(await _body(request, store)))
+    return {}
+
+
+@router.patch("/table/partition/{path:path}", summary="Append rows to a table")
+async def append_partition(
+    path: str,
+    request: Request,
+    store: StoreDep,
+    _: WriteMetadata,
+    partition: Annotated[int, Query(ge=0)],
+) -> dict[str, Any]:
+    _only_partition_zero(partition)
+    node = await store.append_table(path, table_from_ipc(await _body(request, store)))
+    return node.structure or {}
+
