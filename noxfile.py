@@ -28,9 +28,7 @@ def lint(session: nox.Session) -> None:
     """Check style and common bugs with ruff (no changes made)."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", "src", "tests", "bench", "noxfile.py", "docs/conf.py")
-    session.run(
-        "ruff", "format", "--check", "src", "tests", "bench", "noxfile.py", "docs/conf.py"
-    )
+    session.run("ruff", "format", "--check", "src", "tests", "bench", "noxfile.py", "docs/conf.py")
 
 
 @nox.session(python=PYTHON)

@@ -304,7 +304,8 @@ def test_about_document_shape():
     assert document["formats"]["container"] == ["application/json"]
     assert document["meta"]["hookbook_version"] == "1.2.3"
     assert json.loads(json.dumps(document)) == document
-    assert P.about_document(BASE, "1", api_key_required=False)["authentication"]["required"] is False
+    open_document = P.about_document(BASE, "1", api_key_required=False)
+    assert open_document["authentication"]["required"] is False
 
 
 def test_about_document_accepted_by_tiled():
@@ -408,20 +409,51 @@ def test_item_family_mismatch():
         P.item(["a"], structure_family="table", structure={"count": 1}, base_url=BASE)
 
 
-def test_item_read_by_tiled_client_code():
-    core = pytest.importorskip("tiled.structures.core")
+def _tiled_client_for(document):
+    container = pytest.importorskip("tiled.client.container")
     utils = pytest.importorskip("tiled.client.utils")
-    structure = P.ArrayStructure.from_array((2, 2), "<i8")
-    document = P.item(["x"], structure_family="array", structure=structure, base_url=BASE)
-    attributes = document["attributes"]
-    parsed = core.STRUCTURE_TYPES[attributes["structure_family"]].from_json(attributes["structure"])
-    assert parsed.shape == (2, 2)
-    specs = [core.Spec.from_json(s) for s in attributes["specs"]]
-    assert specs == []
-    # The client picks its class from specs first, then the family.
-    chosen = {"array": "ArrayClient"}
-    assert chosen[attributes["structure_family"]]
-    assert callable(utils.client_for_item)
+    dispatch = container.DEFAULT_STRUCTURE_CLIENT_DISPATCH["numpy"]
+    # No HTTP happens while a client object is built from an item.
+    return utils.client_for_item(None, dispatch, document)
+
+
+def test_items_build_tiled_client_objects():
+    array = _tiled_client_for(
+        P.item(
+            ["run1", "x"],
+            structure_family="array",
+            structure=P.ArrayStructure.from_array((2, 2), "<i8"),
+            base_url=BASE,
+            metadata={"a": 1},
+            specs=["s"],
+        )
+    )
+    assert type(array).__name__ == "ArrayClient"
+    assert array.shape == (2, 2) and array.dtype == np.dtype("<i8")
+    assert array.structure().resizable is False
+    assert dict(array.metadata) == {"a": 1}
+    assert [s.name for s in array.specs] == ["s"]
+    assert array.path_parts == ["run1", "x"]
+    assert array.metadata_copy()[0] == {"a": 1}  # reads attributes.access_tags
+
+    root = _tiled_client_for(
+        P.item([], structure_family="container", structure={"count": 0}, base_url=BASE)
+    )
+    assert type(root).__name__ == "Container"
+    assert root.item["attributes"]["structure"]["contents"] is None
+    assert root.sorting == [("", 1)]  # the server's default order; no sort= is sent
+
+    pa = pytest.importorskip("pyarrow")
+    table = _tiled_client_for(
+        P.item(
+            ["t"],
+            structure_family="table",
+            structure=P.TableStructure.from_arrow_schema(pa.schema([("v", pa.float64())])),
+            base_url=BASE,
+        )
+    )
+    assert type(table).__name__ == "DataFrameClient"
+    assert table.columns == ["v"]
 
 
 # ---------------------------------------------------------------------------

@@ -318,6 +318,13 @@ def test_wait_for_timeout_when_nothing_arrived(receiver: WebhookReceiver) -> Non
         receiver.wait_for(1, timeout=0.01)
 
 
+def test_wait_for_always_has_a_deadline(receiver: WebhookReceiver) -> None:
+    with pytest.raises(ValueError, match="timeout must be"):
+        receiver.wait_for(1, timeout=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n must be"):
+        receiver.wait_for(-1)
+
+
 def test_filtered_waits(receiver: WebhookReceiver, http: httpx.Client) -> None:
     send(http, receiver.url, created("a", ["run1", "a"]))
     send(http, receiver.url, {"type": "stream-closed", "key": "b", "path": ["run1", "b"]})

@@ -9,13 +9,13 @@ The tree::
 
     HookbookError                      (500)
     +-- ClientInputError               (400)  bad input not caught by schema validation
-    |   +-- InvalidKeyError            (422)  an entry key that is empty, has '/', '.', '..' or is too long
+    |   +-- InvalidKeyError            (422)  a key that is empty, has '/', is '.'/'..', too long
     |   +-- InvalidPathError           (422)  a path with '..' or empty segments
-    |   +-- InvalidDataError           (422)  bytes that do not match the declared dtype and shape
-    |   +-- InvalidURLError            (422)  a webhook URL that is malformed, too long or not https
+    |   +-- InvalidDataError           (422)  bytes that do not match the dtype and shape
+    |   +-- InvalidURLError            (422)  a webhook URL malformed, too long or not https
     |   +-- UnsafeURLError             (400)  a webhook target that is blocked or does not resolve
-    |   +-- SecretsNotConfiguredError  (400)  a webhook secret with no secret_keys configured
-    |   +-- UnsupportedError           (400)  a part of Tiled's protocol that hookbook does not serve
+    |   +-- SecretsNotConfiguredError  (400)  a webhook secret but no secret_keys configured
+    |   +-- UnsupportedError           (400)  a part of Tiled's protocol hookbook does not serve
     +-- PayloadTooLargeError           (413)  metadata or a body over its documented cap
     +-- AuthenticationError            (401)  missing or unknown API key
     +-- PermissionDeniedError          (403)  the key lacks the scope the route needs
@@ -27,7 +27,7 @@ The tree::
     |   +-- DuplicateWebhookError      (409)  the same URL registered twice on one node
     +-- ConfigurationError             (---)  a bad setting, raised at start-up; names the setting
     +-- DirectoryInUseError            (---)  a second server on a directory already in use
-    +-- ServerStartupError             (---)  SimpleServer could not start; carries the server's error
+    +-- ServerStartupError             (---)  SimpleServer could not start (the cause attached)
     +-- SignatureError                 (401)  a delivery that does not verify
         +-- MissingSignatureError      (401)  no signature header (or timestamp, or id)
         +-- BadSignatureError          (401)  a signature that does not match the body
@@ -53,8 +53,8 @@ __all__ = [
     "HookbookError",
     "InvalidDataError",
     "InvalidKeyError",
-    "InvalidURLError",
     "InvalidPathError",
+    "InvalidURLError",
     "MissingSignatureError",
     "NotAStreamError",
     "NotFoundError",

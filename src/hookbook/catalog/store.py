@@ -39,7 +39,7 @@ from ..errors import (
 )
 from ..protocol import ArrayPatchParams, ArrayStructure, TableStructure, normalise_specs
 from . import files
-from .paths import check_key, join_path, parse_path, prefixes
+from .paths import check_key, join_path, parse_path
 
 FAMILIES = ("container", "array", "table")
 
@@ -144,9 +144,7 @@ class CatalogStore:
             if parent.structure_family != "container":
                 raise ConflictError(f"{join_path(segments)!r} is not a container")
             count = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(nodes.c.parent_id == parent.id)
-                )
+                await conn.execute(sa.select(sa.func.count()).where(nodes.c.parent_id == parent.id))
             ).scalar_one()
             query = (
                 sa.select(nodes)
@@ -190,17 +188,14 @@ class CatalogStore:
         if metadata is None:
             return {}
         if not isinstance(metadata, dict):
-            raise ClientInputError(
-                f"metadata must be a JSON object, not {type(metadata).__name__}"
-            )
+            raise ClientInputError(f"metadata must be a JSON object, not {type(metadata).__name__}")
         try:
             size = len(json.dumps(metadata, allow_nan=False).encode())
         except (TypeError, ValueError) as exc:
             raise ClientInputError(f"metadata is not JSON-serializable: {exc}") from None
         if size > self.limits.max_metadata_bytes:
             raise PayloadTooLargeError(
-                f"metadata is {size} bytes as JSON; the limit is "
-                f"{self.limits.max_metadata_bytes}",
+                f"metadata is {size} bytes as JSON; the limit is {self.limits.max_metadata_bytes}",
                 size=size,
                 limit=self.limits.max_metadata_bytes,
             )
@@ -532,8 +527,7 @@ class CatalogStore:
         self,
         path: str | Sequence[str],
         *,
-        before_event: Callable[[WriteTransaction, tuple[str, ...]], Awaitable[None]]
-        | None = None,
+        before_event: Callable[[WriteTransaction, tuple[str, ...]], Awaitable[None]] | None = None,
     ) -> int:
         """Delete a node and everything below it; returns how many nodes went.
 
@@ -554,9 +548,11 @@ class CatalogStore:
             await tx.execute(nodes.delete().where(subtree))
             if before_event is not None:
                 await before_event(tx, segments)
-            await self._record(
-                tx, ev.ContainerChildDeleted(timestamp=stamp, key=node.key, path=list(segments))
-            )
+            if node.has_data:  # a node never announced is not announced gone either
+                await self._record(
+                    tx,
+                    ev.ContainerChildDeleted(timestamp=stamp, key=node.key, path=list(segments)),
+                )
         files.remove(self.directory, [row.data_file for row in doomed])
         return len(doomed)
 

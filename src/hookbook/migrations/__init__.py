@@ -44,7 +44,9 @@ def _prepare(connection: sa.Connection) -> str:
         if sa.inspect(connection).has_table("nodes"):
             raise RuntimeError("database has hookbook tables but no alembic_version")
         metadata.create_all(connection)
-        connection.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        connection.execute(
+            sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        )
         connection.execute(
             sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD_REVISION}
         )

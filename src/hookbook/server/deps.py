@@ -54,9 +54,7 @@ def require(scope: str):  # type: ignore[no-untyped-def]
 
     def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
         if not key.grants(scope):
-            raise PermissionDeniedError(
-                f"this API key lacks the {scope!r} scope", scope=scope
-            )
+            raise PermissionDeniedError(f"this API key lacks the {scope!r} scope", scope=scope)
         return key
 
     return check

@@ -37,22 +37,21 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
                 "type": err.get("type"),
             }
         )
-    return JSONResponse(
-        {"detail": problems, "error": "RequestValidationError"}, status_code=422
-    )
+    return JSONResponse({"detail": problems, "error": "RequestValidationError"}, status_code=422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(
-        {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-    )
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse(
-        {"detail": "internal server error; the server log has the traceback", "error": "HookbookError"},
+        {
+            "detail": "internal server error; the server log has the traceback",
+            "error": "HookbookError",
+        },
         status_code=500,
     )
 

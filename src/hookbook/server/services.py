@@ -64,9 +64,7 @@ class Services:
             if settings.webhooks is not None:
                 from ..webhooks.service import WebhookService
 
-                services.webhooks = WebhookService(
-                    db, settings.webhooks, resolver=seams.resolver
-                )
+                services.webhooks = WebhookService(db, settings.webhooks, resolver=seams.resolver)
                 store.on_event = services.webhooks.fanout
                 if settings.run_worker:
                     from ..webhooks.worker import DeliveryWorker

@@ -552,6 +552,8 @@ class WebhookReceiver:
         """
         if n < 0:
             raise ValueError(f"n must be >= 0, not {n}")
+        if timeout is None or not timeout >= 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
         wanted_path = _normalize_path(path)
 
         def matching() -> list[Delivery]:

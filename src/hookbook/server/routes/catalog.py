@@ -129,9 +129,7 @@ async def search(
 
 
 @router.post("/metadata/{path:path}", summary="Create a child node")
-async def create(
-    path: str, request: Request, store: StoreDep, _: WriteMetadata
-) -> dict[str, Any]:
+async def create(path: str, request: Request, store: StoreDep, _: WriteMetadata) -> dict[str, Any]:
     body = _parse(protocol.CreateNodeRequest, await _json(request, store))
     if body.id is None:
         raise ClientInputError("id (the new node's key) is required")
@@ -376,4 +374,3 @@ async def append_partition(
     _only_partition_zero(partition)
     node = await store.append_table(path, table_from_ipc(await _body(request, store)))
     return node.structure or {}
-

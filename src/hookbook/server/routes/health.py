@@ -21,5 +21,9 @@ async def health(services: ServicesDep) -> dict[str, Any]:
         "webhooks": services.webhooks is not None,
         "worker": None
         if worker is None
-        else {"state": worker.state, "in_flight": len(worker._inflight), "last_error": worker.last_error},
+        else {
+            "state": worker.state,
+            "in_flight": len(worker._inflight),
+            "last_error": worker.last_error,
+        },
     }

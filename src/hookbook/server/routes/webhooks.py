@@ -44,9 +44,7 @@ async def register(
     return WebhookOut.of(hook)
 
 
-@router.get(
-    "/target/{path:path}", response_model=list[WebhookOut], summary="Webhooks on a node"
-)
+@router.get("/target/{path:path}", response_model=list[WebhookOut], summary="Webhooks on a node")
 async def list_on_node(path: str, service: Service, _: ReadWebhooks) -> list[WebhookOut]:
     return [WebhookOut.of(h) for h in await service.list_on(path)]
 
@@ -56,16 +54,15 @@ async def list_all(service: Service, _: ReadWebhooks) -> list[WebhookOut]:
     return [WebhookOut.of(h) for h in await service.list_all()]
 
 
-@router.get(
-    "/history/{webhook_id}", response_model=list[DeliveryOut], summary="Delivery history"
-)
+@router.get("/history/{webhook_id}", response_model=list[DeliveryOut], summary="Delivery history")
 async def history(
     webhook_id: int,
     service: Service,
     _: ReadWebhooks,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Only deliveries older than this id")]
-    = None,
+    before: Annotated[
+        int | None, Query(ge=1, description="Only deliveries older than this id")
+    ] = None,
     outcome: Literal["pending", "success", "failed"] | None = None,
     event_type: EventName | Literal["ping"] | None = None,
 ) -> list[DeliveryOut]:
@@ -114,8 +111,6 @@ async def delete(webhook_id: int, service: Service, _: WriteWebhooks) -> dict[st
     return {"deleted": webhook_id}
 
 
-@router.post(
-    "/{webhook_id}/ping", response_model=DeliveryDetail, summary="Send a ping event"
-)
+@router.post("/{webhook_id}/ping", response_model=DeliveryDetail, summary="Send a ping event")
 async def ping(webhook_id: int, service: Service, _: WriteWebhooks) -> DeliveryDetail:
     return DeliveryDetail.of(await service.ping(webhook_id))

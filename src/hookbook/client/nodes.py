@@ -1,0 +1,380 @@
+"""Catalog nodes as the client sees them: containers, arrays and tables.
+
+Every method is one or two requests on Tiled's routes (the same ones the
+``tiled`` client uses). Writing an array or a table is two requests: the
+node is declared with its structure, then its data is uploaded; the server
+announces the node (``container-child-created``) only once the data is in.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from .. import protocol
+from ..errors import HookbookError
+from .transport import Transport
+
+
+def _route(prefix: str, path: Sequence[str]) -> str:
+    return f"{prefix}/" + "/".join(quote(segment, safe="") for segment in path)
+
+
+def _segments(key: str | Sequence[str]) -> list[str]:
+    if isinstance(key, str):
+        return [k for k in key.split("/") if k] or [key]
+    return list(key)
+
+
+def _specs(specs: Any) -> list[dict[str, Any]]:
+    return [s.model_dump() for s in protocol.normalise_specs(specs or [])]
+
+
+class Node:
+    """Any catalog entry: its path, metadata and specs."""
+
+    def __init__(self, transport: Transport, path: Sequence[str], item: Mapping[str, Any]) -> None:
+        self._transport = transport
+        self.path: list[str] = list(path)
+        self._item = dict(item)
+
+    @property
+    def key(self) -> str:
+        return self.path[-1] if self.path else ""
+
+    @property
+    def structure_family(self) -> str:
+        return self._item["attributes"]["structure_family"]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._item["attributes"]["metadata"]
+
+    @property
+    def specs(self) -> list[dict[str, Any]]:
+        return self._item["attributes"]["specs"]
+
+    @property
+    def structure(self) -> dict[str, Any] | None:
+        return self._item["attributes"]["structure"]
+
+    def refresh(self) -> Node:
+        """Fetch this node's item again (metadata, specs, structure)."""
+        self._item = self._transport.json("GET", _route("metadata", self.path))["data"]
+        return self
+
+    def update_metadata(self, metadata: Mapping[str, Any] | None = None, specs: Any = None) -> None:
+        """Replace the metadata and/or the specs (whichever is given)."""
+        body: dict[str, Any] = {}
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        if specs is not None:
+            body["specs"] = _specs(specs)
+        self._transport.json("PUT", _route("metadata", self.path), json=body)
+        self.refresh()
+
+    def delete(self) -> None:
+        """Delete this node (a container with everything below it)."""
+        self._transport.request(
+            "DELETE", _route("metadata", self.path), params={"recursive": "true"}
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {'/'.join(self.path) or '/'!r}>"
+
+    def _repr_html_(self) -> str:
+        rows = {
+            "path": "/".join(self.path) or "/",
+            "family": self.structure_family,
+            "specs": ", ".join(s["name"] for s in self.specs) or "-",
+            "metadata": repr(self.metadata),
+        }
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in rows.items()
+        )
+        return f"<table>{body}</table>"
+
+
+class _Stream(Node):
+    """Arrays and tables are live streams until closed."""
+
+    def close_stream(self) -> None:
+        """Close the stream: no more appends; records ``stream-closed``."""
+        self._transport.request("DELETE", _route("stream/close", self.path))
+
+
+class ArrayNode(_Stream):
+    """An n-dimensional array."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.structure["shape"])  # type: ignore[index]
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return protocol.DataType.model_validate(self.structure["data_type"]).to_numpy()  # type: ignore[index]
+
+    def read(self, slice: Any = ...) -> np.ndarray:
+        """The data (or a slice of it), read from the server."""
+        self.refresh()
+        key = protocol.parse_slice(
+            None if slice is ... else protocol.format_slice(slice), self.shape
+        )
+        shape = protocol.sliced_shape(key, self.shape)
+        params = {} if slice is ... else {"slice": protocol.format_slice(slice)}
+        raw = self._transport.request(
+            "GET",
+            _route("array/full", self.path),
+            params=params,
+            headers={"Accept": protocol.ARRAY_MIME_TYPE},
+        ).content
+        return np.frombuffer(raw, dtype=self.dtype).reshape(shape).copy()
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.read(key)
+
+    def append(self, data: Any) -> None:
+        """Extend the array along its first axis."""
+        self.refresh()
+        array = np.ascontiguousarray(np.asarray(data, dtype=self.dtype))
+        if array.ndim != len(self.shape):
+            array = array.reshape((-1, *self.shape[1:]))
+        response = self._transport.json(
+            "PATCH",
+            _route("array/full", self.path),
+            content=array.tobytes(),
+            params={
+                "offset": str(self.shape[0]),
+                "shape": ",".join(map(str, array.shape)),
+                "extend": "true",
+            },
+            headers={"Content-Type": protocol.ARRAY_MIME_TYPE},
+        )
+        self._item["attributes"]["structure"] = response
+
+    def __repr__(self) -> str:
+        return f"<ArrayNode {'/'.join(self.path)!r} shape={self.shape} dtype={self.dtype}>"
+
+
+def _arrow_table(data: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, Mapping):
+        return pa.table(dict(data))
+    return pa.Table.from_pandas(data, preserve_index=False)
+
+
+def _ipc_file(table: Any) -> bytes:
+    import pyarrow as pa
+
+    sink = io.BytesIO()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+class TableNode(_Stream):
+    """A table (columns of equal length)."""
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.structure["columns"])  # type: ignore[index]
+
+    def read_arrow(self, columns: Sequence[str] | None = None) -> Any:
+        import pyarrow as pa
+
+        raw = self._transport.request(
+            "GET",
+            _route("table/full", self.path),
+            params={"column": list(columns)} if columns else None,
+            headers={"Accept": protocol.APACHE_ARROW_FILE_MIME_TYPE},
+        ).content
+        return pa.ipc.open_file(pa.BufferReader(raw)).read_all()
+
+    def read(self, columns: Sequence[str] | None = None) -> Any:
+        """The table as a pandas DataFrame."""
+        return self.read_arrow(columns).to_pandas()
+
+    def append(self, rows: Any) -> None:
+        """Add rows (a DataFrame, a pyarrow Table or a dict of columns)."""
+        structure = self._transport.json(
+            "PATCH",
+            _route("table/partition", self.path),
+            params={"partition": 0},
+            content=_ipc_file(_arrow_table(rows)),
+            headers={"Content-Type": protocol.APACHE_ARROW_FILE_MIME_TYPE},
+        )
+        self._item["attributes"]["structure"] = structure
+
+    def __repr__(self) -> str:
+        return f"<TableNode {'/'.join(self.path)!r} columns={self.columns}>"
+
+
+class Container(Node):
+    """A container of nodes; the root of a server is one."""
+
+    @property
+    def webhooks(self) -> Any:
+        """The server's webhooks (paths are given from the root)."""
+        from .webhooks import Webhooks
+
+        return Webhooks(self._transport)
+
+    # ---- reading ------------------------------------------------------------
+
+    def _pages(self, limit: int = protocol.DEFAULT_PAGE_LIMIT) -> Iterator[dict[str, Any]]:
+        url: str | None = self._transport.url(_route("search", self.path))
+        params: dict[str, Any] | None = {"page[offset]": 0, "page[limit]": limit}
+        while url:
+            page = self._transport.json("GET", url, params=params)
+            yield from page["data"]
+            url, params = page["links"].get("next"), None
+
+    def keys(self) -> list[str]:
+        return [entry["id"] for entry in self._pages()]
+
+    def items(self) -> list[tuple[str, Node]]:
+        return [(e["id"], _node(self._transport, [*self.path, e["id"]], e)) for e in self._pages()]
+
+    def values(self) -> list[Node]:
+        return [node for _, node in self.items()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        page = self._transport.json(
+            "GET", _route("search", self.path), params={"page[offset]": 0, "page[limit]": 0}
+        )
+        return page["meta"]["count"]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self.keys()
+
+    def __getitem__(self, key: str | Sequence[str]) -> Any:
+        path = [*self.path, *_segments(key)]
+        item = self._transport.json("GET", _route("metadata", path))["data"]
+        return _node(self._transport, path, item)
+
+    # ---- writing ------------------------------------------------------------
+
+    def _create(
+        self, key: str, family: str, metadata: Any, specs: Any, structure: Any = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": key,
+            "ancestors": self.path,
+            "structure_family": family,
+            "metadata": {} if metadata is None else metadata,
+            "specs": _specs(specs),
+            "data_sources": [],
+        }
+        if structure is not None:
+            body["data_sources"] = [
+                {
+                    "structure_family": family,
+                    "structure": structure,
+                    "mimetype": protocol.ARRAY_MIME_TYPE
+                    if family == "array"
+                    else protocol.APACHE_ARROW_FILE_MIME_TYPE,
+                    "parameters": {},
+                    "properties": {},
+                    "assets": [],
+                    "management": "writable",
+                }
+            ]
+        return self._transport.json("POST", _route("metadata", self.path), json=body)
+
+    def create_container(
+        self, key: str, *, metadata: Mapping[str, Any] | None = None, specs: Any = None
+    ) -> Container:
+        self._create(key, "container", metadata, specs)
+        return self[key]
+
+    def _upload(self, key: str, route: str, content: bytes, content_type: str) -> None:
+        try:
+            self._transport.request(
+                "PUT",
+                _route(route, [*self.path, key]),
+                content=content,
+                headers={"Content-Type": content_type},
+            )
+        except HookbookError:
+            # The node was declared but its data was refused: take the
+            # declaration back (it was never announced).
+            try:
+                self._transport.request(
+                    "DELETE", _route("metadata", [*self.path, key]), params={"recursive": "true"}
+                )
+            except HookbookError:
+                pass
+            raise
+
+    def write_array(
+        self,
+        array: Any,
+        *,
+        key: str,
+        metadata: Mapping[str, Any] | None = None,
+        specs: Any = None,
+        dims: Sequence[str] | None = None,
+    ) -> ArrayNode:
+        """Store an array-like under ``key``; announced once its data is readable."""
+        data = np.ascontiguousarray(np.asarray(array))
+        try:
+            structure = protocol.ArrayStructure.from_array(data.shape, data.dtype, dims=dims)
+        except ValueError as exc:
+            raise TypeError(str(exc)) from None
+        self._create(key, "array", metadata, specs, structure.model_dump(mode="json"))
+        self._upload(key, "array/full", data.tobytes(), protocol.ARRAY_MIME_TYPE)
+        return self[key]
+
+    def write_table(
+        self,
+        table: Any,
+        *,
+        key: str,
+        metadata: Mapping[str, Any] | None = None,
+        specs: Any = None,
+    ) -> TableNode:
+        """Store a table (a pandas DataFrame, a pyarrow Table or a dict of columns)."""
+        arrow = _arrow_table(table)
+        structure = protocol.TableStructure.from_arrow_schema(arrow.schema)
+        self._create(key, "table", metadata, specs, structure.model_dump(mode="json"))
+        self._upload(key, "table/full", _ipc_file(arrow), protocol.APACHE_ARROW_FILE_MIME_TYPE)
+        return self[key]
+
+    write_dataframe = write_table
+
+    def close(self) -> None:
+        """Close the connection (shared by every node from the same ``from_uri``)."""
+        self._transport.close()
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Container {'/'.join(self.path) or '/'!r}>"
+
+
+_FAMILIES: dict[str, type[Node]] = {
+    "container": Container,
+    "array": ArrayNode,
+    "table": TableNode,
+}
+
+
+def _node(transport: Transport, path: Sequence[str], item: Mapping[str, Any]) -> Node:
+    family = item["attributes"]["structure_family"]
+    return _FAMILIES.get(family, Node)(transport, path, item)
