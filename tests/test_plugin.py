@@ -9,6 +9,7 @@ fixtures pass; the end-to-end tests run the real server, client and receiver.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -286,17 +287,17 @@ def test_webhook_settings_in_server_kwargs_are_refused(strict: pytest.Pytester) 
 
 
 # --------------------------------------------------------------------------- #
-# End to end: the real server, client and receiver, no conftest
+# End to end: the real server, client and receiver
 #
-# These run pytest in a subprocess: an in-process run removes the modules it
-# imported when it ends, and numpy (like the PyO3 extensions) cannot be
-# loaded twice in one process.
+# One user project, run once in a subprocess: an in-process run removes the
+# modules it imported when it ends, and numpy (like the PyO3 extensions)
+# cannot be loaded twice in one process; and a fresh interpreter spends most
+# of its time importing the server, so one run for all scenarios keeps it fast.
 # --------------------------------------------------------------------------- #
 
-
-def test_the_issue_example_passes(strict: pytest.Pytester) -> None:
-    strict.makepyfile(
-        """
+USER_PROJECT = {
+    # The issue's example, with no conftest.
+    "test_example.py": """
         def test_my_consumer(simple_server, webhook_receiver, hookbook_client):
             hookbook_client.webhooks.register(
                 webhook_receiver.url, secret=webhook_receiver.secret
@@ -306,35 +307,9 @@ def test_the_issue_example_passes(strict: pytest.Pytester) -> None:
             assert delivery.signature_valid
             assert delivery.event_type == "container-child-created"
             assert delivery.key == "x"
-        """
-    )
-    strict.runpytest_subprocess().assert_outcomes(passed=1)
-
-
-def test_a_wait_that_times_out_shows_what_arrived(strict: pytest.Pytester) -> None:
-    strict.makepyfile(
-        """
-        def test_expects_two(webhook_receiver, hookbook_client):
-            hookbook_client.webhooks.register(webhook_receiver.url)
-            hookbook_client.write_array([1, 2, 3], key="only_one")
-            webhook_receiver.wait_for(1, timeout=10)
-            webhook_receiver.wait_for(2, timeout=0.2)
-        """
-    )
-    result = strict.runpytest_subprocess()
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "*TimeoutError: waited 0.2 s for 2 deliveries at http://127.0.0.1:*; "
-            "1 matched, 1 arrived:",
-            "*1. POST /webhook type=container-child-created path=only_one event_id=* -> 200",
-        ]
-    )
-
-
-def test_fail_next_shows_three_attempts_in_the_history(strict: pytest.Pytester) -> None:
-    strict.makepyfile(
-        """
+        """,
+    # fail_next(2): three attempts in the server's history, in testing mode.
+    "test_retries.py": """
         def test_retries(simple_server, webhook_receiver, hookbook_client):
             webhook_receiver.fail_next(2)
             hook = hookbook_client.webhooks.register(
@@ -353,40 +328,17 @@ def test_fail_next_shows_three_attempts_in_the_history(strict: pytest.Pytester) 
             assert record.attempts == 3
             assert record.outcome == "success"
             assert record.status_code == 200
-        """
-    )
-    strict.runpytest_subprocess().assert_outcomes(passed=1)
-
-
-def test_an_overridden_schedule_reaches_the_server(strict: pytest.Pytester) -> None:
-    strict.makeconftest(
-        """
-        import pytest
-
-        @pytest.fixture
-        def hookbook_retry_schedule():
-            return [0.01]  # two attempts
-        """
-    )
-    strict.makepyfile(
-        """
-        def test_gives_up_after_two(simple_server, webhook_receiver, hookbook_client):
-            webhook_receiver.fail_next(5)
-            hook = hookbook_client.webhooks.register(webhook_receiver.url)
-            hookbook_client.write_array([1, 2, 3], key="x")
-            simple_server.drain()
-            (record,) = hookbook_client.webhooks.history(hook.id)
-            assert record.attempts == 2
-            assert record.outcome == "failed"
-            assert len(webhook_receiver.deliveries) == 2
-        """
-    )
-    strict.runpytest_subprocess().assert_outcomes(passed=1)
-
-
-def test_realtime_marker_with_the_real_server(strict: pytest.Pytester) -> None:
-    strict.makepyfile(
-        """
+        """,
+    # A wait that times out fails with what did arrive.
+    "test_timeout.py": """
+        def test_expects_two(webhook_receiver, hookbook_client):
+            hookbook_client.webhooks.register(webhook_receiver.url)
+            hookbook_client.write_array([1, 2, 3], key="only_one")
+            webhook_receiver.wait_for(1, timeout=10)
+            webhook_receiver.wait_for(2, timeout=0.2)
+        """,
+    # The marker works with the real server (its schedule: test_realtime_marker).
+    "test_realtime.py": """
         import pytest
 
         @pytest.mark.hookbook_realtime
@@ -395,6 +347,53 @@ def test_realtime_marker_with_the_real_server(strict: pytest.Pytester) -> None:
             hookbook_client.write_array([1, 2, 3], key="x")
             (delivery,) = webhook_receiver.wait_for(1, timeout=5)
             assert delivery.accepted
-        """
+        """,
+    # A schedule overridden in a conftest reaches the server: two attempts, then failed.
+    "override/conftest.py": """
+        import pytest
+
+        @pytest.fixture
+        def hookbook_retry_schedule():
+            return [0.01]
+        """,
+    "override/test_override.py": """
+        def test_gives_up_after_two(simple_server, webhook_receiver, hookbook_client):
+            webhook_receiver.fail_next(5)
+            hook = hookbook_client.webhooks.register(webhook_receiver.url)
+            hookbook_client.write_array([1, 2, 3], key="x")
+            simple_server.drain()
+            (record,) = hookbook_client.webhooks.history(hook.id)
+            assert record.attempts == 2
+            assert record.outcome == "failed"
+            assert [d.status_sent for d in webhook_receiver.deliveries] == [500, 500]
+        """,
+}
+
+
+def test_a_user_project_end_to_end(strict: pytest.Pytester) -> None:
+    for name, source in USER_PROJECT.items():
+        path = strict.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+
+    result = strict.runpytest_subprocess("-rA")
+
+    output = result.stdout.str()
+    outcomes = dict(
+        (match.group(2), match.group(1))
+        for match in re.finditer(r"^(PASSED|FAILED|ERROR) (\S+::\S+)", output, re.MULTILINE)
     )
-    strict.runpytest_subprocess().assert_outcomes(passed=1)
+    assert outcomes == {
+        "test_example.py::test_my_consumer": "PASSED",
+        "test_retries.py::test_retries": "PASSED",
+        "test_timeout.py::test_expects_two": "FAILED",
+        "test_realtime.py::test_marked": "PASSED",
+        "override/test_override.py::test_gives_up_after_two": "PASSED",
+    }, output
+    result.stdout.fnmatch_lines(
+        [
+            "*TimeoutError: waited 0.2 s for 2 deliveries at http://127.0.0.1:*; "
+            "1 matched, 1 arrived:",
+            "*1. POST /webhook type=container-child-created path=only_one event_id=* -> 200",
+        ]
+    )

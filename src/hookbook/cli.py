@@ -9,44 +9,63 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from ._version import __version__
-from .errors import HookbookError
+from .errors import ConfigurationError, HookbookError
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .config import load_config
-    from .server.app import create_app
+    from .db import is_sqlite
+    from .server.app import CONFIG_ENV, create_app
 
     settings = load_config(args.config)
     if args.worker_only:
-        settings = settings.model_copy(update={"serve_http": False})
         return _run_worker_only(settings)
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        lifespan="on",
-        loop="asyncio",
-        http="h11",
-        ws="none",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
+    if args.processes < 1:
+        raise ConfigurationError("--processes must be at least 1")
+    if args.processes > 1 and is_sqlite(settings.database_url):
+        raise ConfigurationError(
+            "--processes > 1 needs PostgreSQL (database: postgresql+asyncpg://...): "
+            "on SQLite one process serves a directory"
+        )
+    common: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "lifespan": "on",
+        "loop": "asyncio",
+        "http": "h11",
+        "ws": "none",
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+    }
     webhooks = "on" if settings.webhooks is not None else "off"
     print(
         f"hookbook {__version__} serving http://{args.host}:{args.port}/api/v1/ "
-        f"(directory {settings.directory}, webhooks {webhooks}); Ctrl-C stops",
+        f"with {args.processes} process(es) (directory {settings.directory}, "
+        f"webhooks {webhooks}); Ctrl-C stops",
         flush=True,
     )
-    server.run()
-    if app.state.startup_error is not None:
-        raise app.state.startup_error
+    if args.processes > 1:
+        # uvicorn's supervisor binds once and starts N processes on the socket;
+        # each builds its own app (and delivery worker) from the config file.
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+        uvicorn.run(
+            "hookbook.server.app:app_from_environment",
+            factory=True,
+            workers=args.processes,
+            **common,
+        )
+    else:
+        app = create_app(settings)
+        uvicorn.Server(uvicorn.Config(app, **common)).run()
+        if app.state.startup_error is not None:
+            raise app.state.startup_error
     print("hookbook stopped", flush=True)
     return 0
 
@@ -100,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="the YAML config file")
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     serve.add_argument("--port", type=int, default=8000, help="default: 8000")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes sharing the port and the outbox (PostgreSQL only)",
+    )
     serve.add_argument(
         "--worker-only", action="store_true", help="deliver webhooks only, serve no HTTP"
     )

@@ -38,9 +38,13 @@ class _Strict(BaseModel):
 
 
 class ApiKey(_Strict):
-    """An API key and its scopes; ``admin`` means all of them."""
+    """An API key and its scopes; ``admin`` means all of them.
 
-    key: str = Field(min_length=8)
+    A key is at least 8 word characters (letters, digits, ``_``): the Tiled
+    client refuses to send any other key.
+    """
+
+    key: str = Field(min_length=8, pattern=r"^\w+$")
     scopes: tuple[Scope, ...] = ("admin",)
 
     def grants(self, scope: str) -> bool:

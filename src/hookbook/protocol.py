@@ -69,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "APACHE_ARROW_FILE_MIME_TYPE",
     "ARRAY_MIME_TYPE",
+    "ARROW_SCHEMA_PREFIX",
     "DEFAULT_PAGE_LIMIT",
     "ENTRY_FIELDS",
     "JSON_MIME_TYPE",
@@ -853,10 +854,8 @@ class NodeLinks(BaseModel):
     @model_serializer(mode="wrap")
     def _drop_none(self, handler: Any) -> dict[str, Any]:
         data = handler(self)
-        data = {k: v for k, v in data.items() if v is not None}
-        if "self_" in data:
-            data["self"] = data.pop("self_")
-        return data
+        own = data.pop("self_", None) or data.pop("self", None)
+        return {"self": own, **{k: v for k, v in data.items() if v is not None}}
 
 
 class SortingItem(BaseModel):

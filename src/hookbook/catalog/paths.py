@@ -29,11 +29,11 @@ def check_key(key: str, *, max_length: int) -> str:
 def parse_path(path: str | Sequence[str]) -> tuple[str, ...]:
     """Split ``"a/b"`` (or take ``["a", "b"]``) into segments; ``""`` is the root.
 
-    A trailing slash is ignored; empty, ``.`` and ``..`` segments are refused.
+    Empty segments (``a//b``, a trailing slash) are dropped, as Tiled does;
+    ``.`` and ``..`` segments are refused.
     """
     if isinstance(path, str):
-        text = path.strip("/")
-        segments: Sequence[str] = text.split("/") if text else ()
+        segments: Sequence[str] = [s for s in path.split("/") if s]
     else:
         segments = list(path)
     for segment in segments:

@@ -135,7 +135,12 @@ class CatalogStore:
         return Node.from_row(row)
 
     async def children(
-        self, path: str | Sequence[str], *, offset: int = 0, limit: int | None = None
+        self,
+        path: str | Sequence[str],
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        descending: bool = False,
     ) -> tuple[list[Node], int]:
         """A page of a container's children (in creation order) and their total count."""
         segments = parse_path(path)
@@ -149,7 +154,7 @@ class CatalogStore:
             query = (
                 sa.select(nodes)
                 .where(nodes.c.parent_id == parent.id)
-                .order_by(nodes.c.id)
+                .order_by(nodes.c.id.desc() if descending else nodes.c.id)
                 .offset(offset)
             )
             if limit is not None:

@@ -51,13 +51,27 @@ def create_app(settings: Settings, *, seams: Seams | None = None) -> FastAPI:
     app.state.startup_error = None
     install_error_handlers(app)
 
-    from .routes import catalog, health, unsupported
+    from .routes import catalog, operations, unsupported
 
     app.include_router(catalog.router)
-    app.include_router(health.router)
+    app.include_router(operations.router)
     if settings.webhooks is not None:
         from .routes import webhooks
 
         app.include_router(webhooks.router)
     app.include_router(unsupported.router)
     return app
+
+
+#: The environment variable ``app_from_environment`` reads (set by ``hookbook serve``).
+CONFIG_ENV = "HOOKBOOK_CONFIG"
+
+
+def app_from_environment() -> FastAPI:
+    """An app factory for uvicorn's worker processes: the config file named in
+    ``$HOOKBOOK_CONFIG`` (``hookbook serve --processes N`` sets it)."""
+    import os
+
+    from ..config import load_config
+
+    return create_app(load_config(os.environ[CONFIG_ENV]))

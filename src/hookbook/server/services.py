@@ -12,15 +12,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..catalog.store import CatalogStore
-from ..config import Settings
+from ..config import Settings, WebhookSettings
 from ..db import Database, is_sqlite
 from ..dirlock import DirectoryLock
 from ..migrations import prepare_database
+from .metrics import Metrics
 
 if TYPE_CHECKING:
     import httpx
 
     from ..url_safety import Resolver
+    from ..webhooks.listener import OutboxListener
     from ..webhooks.service import WebhookService
     from ..webhooks.worker import DeliveryWorker
 
@@ -43,6 +45,8 @@ class Services:
     webhooks: WebhookService | None = None
     worker: DeliveryWorker | None = None
     lock: DirectoryLock | None = None
+    listener: OutboxListener | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -56,32 +60,44 @@ class Services:
             lock = DirectoryLock(settings.directory)
             lock.acquire()
         db = Database(settings.database_url)
+        services = cls(
+            settings=settings,
+            db=db,
+            store=CatalogStore(db, settings.directory, settings.limits),
+            lock=lock,
+        )
         try:
             await prepare_database(db)
-            store = CatalogStore(db, settings.directory, settings.limits)
-            await store.ensure_root()
-            services = cls(settings=settings, db=db, store=store, lock=lock)
+            await services.store.ensure_root()
             if settings.webhooks is not None:
-                from ..webhooks.service import WebhookService
-
-                services.webhooks = WebhookService(db, settings.webhooks, resolver=seams.resolver)
-                store.on_event = services.webhooks.fanout
-                if settings.run_worker:
-                    from ..webhooks.worker import DeliveryWorker
-
-                    services.worker = DeliveryWorker(
-                        db, services.webhooks, settings.webhooks, transport=seams.transport
-                    )
-                    await services.worker.start()
+                await services._start_webhooks(settings.webhooks, seams)
         except BaseException:
-            await db.dispose()
-            if lock is not None:
-                lock.release()
+            await services.stop()
             raise
         return services
 
+    async def _start_webhooks(self, settings: WebhookSettings, seams: Seams) -> None:
+        from ..webhooks.service import WebhookService
+
+        self.webhooks = WebhookService(self.db, settings, resolver=seams.resolver)
+        self.store.on_event = self.webhooks.fanout
+        if not self.settings.run_worker:
+            return
+        from ..webhooks.worker import DeliveryWorker
+
+        self.worker = DeliveryWorker(self.db, self.webhooks, settings, transport=seams.transport)
+        self.worker.observer = self.metrics.observe
+        await self.worker.start()
+        if not self.db.sqlite:
+            from ..webhooks.listener import OutboxListener
+
+            self.listener = OutboxListener(self.settings.database_url, self.worker.wake)
+            await self.listener.start()
+
     async def stop(self) -> None:
         try:
+            if self.listener is not None:
+                await self.listener.stop()
             if self.worker is not None:
                 await self.worker.stop()
         finally:

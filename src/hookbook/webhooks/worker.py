@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,6 +73,8 @@ class DeliveryWorker:
         self._last_prune = 0.0
         self.state = "stopped"
         self.last_error: str | None = None
+        #: Called with (attempt result or None, decision) after each recorded attempt.
+        self.observer: Callable[[Any, Decision], None] | None = None
         self.options = SenderOptions(
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
@@ -108,6 +111,15 @@ class DeliveryWorker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        """What the worker is doing, for the health endpoint."""
+        return {
+            "state": self.state,
+            "in_flight": len(self._inflight),
+            "endpoints_busy": dict(self._per_endpoint),
+            "last_error": self.last_error,
+        }
 
     async def stop(self) -> None:
         """Stop within ``shutdown_grace``; unfinished rows go back to the outbox."""
@@ -254,6 +266,8 @@ class DeliveryWorker:
                     result,
                     auto_disable_after=self.settings.auto_disable_after,
                 )
+                if self.observer is not None:
+                    self.observer(result, decision)
                 if not kept:
                     logger.warning(
                         "delivery %s: lease lost before recording; another worker owns it",

@@ -105,14 +105,23 @@ async def search(
     _: ReadMetadata,
     offset: Annotated[int, Query(alias="page[offset]", ge=0)] = 0,
     limit: Annotated[int, Query(alias="page[limit]", ge=0)] = protocol.DEFAULT_PAGE_LIMIT,
+    sort: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
-    unsupported = sorted(
-        k for k in request.query_params if k.startswith("filter[") or k == "include_data_sources"
-    )
-    if any(k.startswith("filter[") for k in unsupported):
-        raise ClientInputError(f"hookbook does not support search filters ({unsupported[0]})")
+    filters = sorted(k for k in request.query_params if k.startswith("filter["))
+    if filters:
+        raise ClientInputError(f"hookbook does not support search filters ({filters[0]})")
+    try:
+        order = protocol.parse_sort(sort)
+    except ValueError as exc:
+        raise ClientInputError(str(exc)) from None
+    if any(key for key, _ in order):
+        raise ClientInputError(
+            "hookbook lists children in creation order only: sort by a metadata key "
+            "is not supported (sort=- reverses the order)"
+        )
+    descending = bool(order) and order[-1][1] < 0
     limit = min(limit, protocol.MAX_PAGE_LIMIT)
-    children, count = await store.children(path, offset=offset, limit=limit)
+    children, count = await store.children(path, offset=offset, limit=limit, descending=descending)
     base = base_url(request)
     items = [await node_item(store, child, base) for child in children]
     return protocol.search_response(

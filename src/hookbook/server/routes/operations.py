@@ -1,0 +1,38 @@
+"""Operations: liveness with the worker's state, and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from ..._version import __version__
+from ..deps import ServicesDep
+from ..metrics import CONTENT_TYPE
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness, and what the delivery worker is doing")
+async def health(services: ServicesDep) -> dict[str, Any]:
+    worker, listener = services.worker, services.listener
+    return {
+        "status": "ok",
+        "version": __version__,
+        "database": "sqlite" if services.db.sqlite else "postgresql",
+        "webhooks": services.webhooks is not None,
+        "worker": None if worker is None else worker.status(),
+        "listener": None
+        if listener is None
+        else {
+            "state": listener.state,
+            "reconnects": listener.reconnects,
+            "notifications": listener.notifications,
+        },
+    }
+
+
+@router.get("/metrics", summary="Prometheus metrics (outbox, attempts, latency)")
+async def metrics(services: ServicesDep) -> Response:
+    body = await services.metrics.render(services.db)
+    return Response(body, media_type=CONTENT_TYPE)
