@@ -157,7 +157,7 @@ class Settings(_Strict):
 
 
 def parse_settings(data: Mapping[str, Any]) -> Settings:
-    """Validate settings, raising :class:`ConfigurationError` naming each bad setting."""
+    """Validate settings, raising :class:`.ConfigurationError` naming each bad setting."""
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -2,7 +2,7 @@
 
 Each exception carries the HTTP status it maps to (``status_code``) so the
 server turns it into a JSON error response in one handler
-(:mod:`hookbook.server.errors`), and the client turns the response back into
+(``hookbook.server.errors``), and the client turns the response back into
 the same class (:func:`error_from_response`).
 
 The tree::

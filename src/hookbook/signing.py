@@ -172,16 +172,16 @@ def verify(
 
     1. If any of ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``
        is present, Standard Webhooks decides: all three are required
-       (:class:`MissingSignatureError` names the missing one);
-       ``|now - timestamp| <= tolerance`` or :class:`StaleTimestampError`;
+       (:class:`.MissingSignatureError` names the missing one);
+       ``|now - timestamp| <= tolerance`` or :class:`.StaleTimestampError`;
        one of the space-separated ``v1,<base64>`` entries must equal
        ``base64(HMAC-SHA256(secret, f"{id}.{timestamp}.".encode() + body))``
        (compared with :func:`hmac.compare_digest`) or
-       :class:`BadSignatureError`. ``X-Tiled-Signature`` is then ignored.
+       :class:`.BadSignatureError`. ``X-Tiled-Signature`` is then ignored.
     2. Else, unless ``require_timestamp``, ``X-Tiled-Signature`` decides: it
        must be ``sha256=<hex HMAC-SHA256(secret, body)>``, otherwise
-       :class:`BadSignatureError` (malformed values included).
-    3. Else :class:`MissingSignatureError`.
+       :class:`.BadSignatureError` (malformed values included).
+    3. Else :class:`.MissingSignatureError`.
 
     ``now`` defaults to ``time.time()``. Messages say which header failed and
     why, never the secret. Returns ``"standard-webhooks"`` or ``"tiled"``.

@@ -182,7 +182,7 @@ class CatalogStore:
     def _require_data(node: Node, family: str) -> None:
         if node.structure_family != family:
             raise ConflictError(
-                f"{join_path(node.path)!r} is a {node.structure_family}, not an {family}"
+                f"{join_path(node.path)!r} is {_a(node.structure_family)}, not {_a(family)}"
             )
         if node.data_file is None:
             raise ConflictError(f"no data has been written to {join_path(node.path)!r} yet")
@@ -275,7 +275,7 @@ class CatalogStore:
             if parent.structure_family != "container":
                 raise ConflictError(
                     f"cannot create {key!r} inside {join_path(parent_segments)!r}: "
-                    f"it is a {parent.structure_family}, not a container"
+                    f"it is {_a(parent.structure_family)}, not a container"
                 )
             taken = await tx.execute(
                 sa.select(nodes.c.id).where(nodes.c.path == join_path(segments))
@@ -372,7 +372,9 @@ class CatalogStore:
                 f"{join_path(node.path)!r} is a container: it holds no {family} data"
             )
         if node.structure_family != family:
-            raise ConflictError(f"{join_path(node.path)!r} is a {node.structure_family}")
+            raise ConflictError(
+                f"{join_path(node.path)!r} is {_a(node.structure_family)}, not {_a(family)}"
+            )
         return node
 
     def _check_size(self, nbytes: int) -> None:
@@ -560,6 +562,11 @@ class CatalogStore:
                 )
         files.remove(self.directory, [row.data_file for row in doomed])
         return len(doomed)
+
+
+def _a(family: str) -> str:
+    """``"an array"``, ``"a table"``: a family name with its article."""
+    return ("an " if family[:1] in "aeiou" else "a ") + family
 
 
 def _array_from_bytes(data: bytes, dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:

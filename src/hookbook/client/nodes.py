@@ -21,8 +21,16 @@ from ..errors import HookbookError
 from .transport import Transport
 
 
+def _quote(segment: str) -> str:
+    # Dots are percent-encoded in "." and ".." segments: httpx would resolve them
+    # away (``a/../b`` -> ``b``); encoded, they reach the server, which refuses them.
+    if segment in {".", ".."}:
+        return segment.replace(".", "%2E")
+    return quote(segment, safe="")
+
+
 def _route(prefix: str, path: Sequence[str]) -> str:
-    return f"{prefix}/" + "/".join(quote(segment, safe="") for segment in path)
+    return f"{prefix}/" + "/".join(_quote(segment) for segment in path)
 
 
 def _segments(key: str | Sequence[str]) -> list[str]:
@@ -72,7 +80,8 @@ class Node:
         """Replace the metadata and/or the specs (whichever is given)."""
         body: dict[str, Any] = {}
         if metadata is not None:
-            body["metadata"] = dict(metadata)
+            # Anything but a mapping goes as it is: the server names the problem.
+            body["metadata"] = dict(metadata) if isinstance(metadata, Mapping) else metadata
         if specs is not None:
             body["specs"] = _specs(specs)
         self._transport.json("PUT", _route("metadata", self.path), json=body)
@@ -140,11 +149,21 @@ class ArrayNode(_Stream):
         return self.read(key)
 
     def append(self, data: Any) -> None:
-        """Extend the array along its first axis."""
+        """Extend the array along its first axis.
+
+        ``data`` holds rows of the array's row shape (``shape[1:]``): an array
+        of the same number of axes, or a single row (one axis fewer)."""
         self.refresh()
+        if not self.shape:
+            raise ValueError(f"{'/'.join(self.path)!r} is 0-d: it has no axis to append along")
         array = np.ascontiguousarray(np.asarray(data, dtype=self.dtype))
-        if array.ndim != len(self.shape):
-            array = array.reshape((-1, *self.shape[1:]))
+        if array.ndim == len(self.shape) - 1:
+            array = array.reshape((1, *array.shape))  # a single row
+        if array.ndim != len(self.shape) or array.shape[1:] != self.shape[1:]:
+            raise ValueError(
+                f"cannot append data of shape {array.shape} to {'/'.join(self.path)!r}: "
+                f"rows must have shape {self.shape[1:]} (the array is {self.shape})"
+            )
         response = self._transport.json(
             "PATCH",
             _route("array/full", self.path),
@@ -328,7 +347,8 @@ class Container(Node):
         dims: Sequence[str] | None = None,
     ) -> ArrayNode:
         """Store an array-like under ``key``; announced once its data is readable."""
-        data = np.ascontiguousarray(np.asarray(array))
+        # asarray(order="C"), not ascontiguousarray: that one turns a 0-d array into 1-d.
+        data = np.asarray(array, order="C")
         try:
             structure = protocol.ArrayStructure.from_array(data.shape, data.dtype, dims=dims)
         except ValueError as exc:

@@ -64,7 +64,9 @@ async def prepare_database(db: Database) -> str:
     """Create or upgrade the schema; returns what was done."""
     async with db.writer.connect() as conn:
         if not db.sqlite:
+            # A session-level lock: it outlives the transaction that took it.
             await conn.execute(sa.text(f"SELECT pg_advisory_lock({_ADVISORY_LOCK_ID})"))
+            await conn.commit()
         try:
             async with conn.begin():
                 return await conn.run_sync(_prepare)

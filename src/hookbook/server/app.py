@@ -74,4 +74,8 @@ def app_from_environment() -> FastAPI:
 
     from ..config import load_config
 
+    if not logging.getLogger().handlers:  # a spawned worker process: log somewhere
+        logging.basicConfig(
+            level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     return create_app(load_config(os.environ[CONFIG_ENV]))

@@ -517,7 +517,7 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        """The URL to register: ``http://127.0.0.1:PORT/webhook``."""
+        """The URL to register (``http://127.0.0.1:PORT/webhook``)."""
         return self.url_for(DEFAULT_PATH)
 
     def url_for(self, path: str) -> str:
@@ -630,7 +630,7 @@ class WebhookReceiver:
     def delay(self, seconds: float) -> None:
         """Wait ``seconds`` before answering every request from now on (0 turns it off).
 
-        At most :data:`MAX_DELAY`; :meth:`stop` cuts a wait short.
+        At most ``MAX_DELAY`` seconds; :meth:`stop` cuts a wait short.
         """
         if not (math.isfinite(seconds) and 0 <= seconds <= MAX_DELAY):
             raise ValueError(f"delay must be between 0 and {MAX_DELAY} seconds, not {seconds}")

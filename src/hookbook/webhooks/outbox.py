@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
@@ -54,28 +55,57 @@ class AttemptResult:
     headers: dict[str, str]
 
 
+def endpoint_of(url: str) -> str:
+    """The endpoint a URL is sent to, ``host:port``: what per-endpoint limits count."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+#: With a per-endpoint limit, how many due rows a claim looks at per row it may take.
+_SCAN_FACTOR = 8
+
+
 async def claim(
     db: Database,
     *,
     limit: int,
     lease_seconds: float,
     exclude_webhooks: Collection[int] = (),
+    room: Callable[[str], int] | None = None,
 ) -> list[Claim]:
-    """Claim up to ``limit`` due deliveries of active webhooks."""
+    """Claim up to ``limit`` due deliveries of active webhooks.
+
+    ``room(endpoint)`` (optional) says how many more deliveries an endpoint
+    (:func:`endpoint_of` a URL) may take at once; rows beyond it stay in the
+    outbox, so one claim never fills every slot with one slow endpoint's backlog.
+    """
     now = time.time()
     token = uuid.uuid4().hex
+    scan = limit if room is None else max(limit * _SCAN_FACTOR, 256)
     due = (
-        sa.select(deliveries.c.id)
+        sa.select(deliveries.c.id, webhooks.c.url)
+        .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
         .where(deliveries.c.next_attempt_at <= now)
-        .order_by(deliveries.c.next_attempt_at)
-        .limit(limit)
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+        .limit(scan)
     )
     if exclude_webhooks:
         due = due.where(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
     if not db.sqlite:
-        due = due.with_for_update(skip_locked=True)
+        due = due.with_for_update(skip_locked=True, of=deliveries)
     async with db.write() as tx:
-        ids = [r.id for r in await tx.execute(due)]
+        ids: list[int] = []
+        taken: dict[str, int] = {}
+        for r in await tx.execute(due):
+            if room is not None:
+                endpoint = endpoint_of(r.url)
+                if taken.get(endpoint, 0) >= room(endpoint):
+                    continue
+                taken[endpoint] = taken.get(endpoint, 0) + 1
+            ids.append(r.id)
+            if len(ids) >= limit:
+                break
         if not ids:
             return []
         await tx.execute(

@@ -118,17 +118,20 @@ async def attempt(
         try:
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size >= options.max_response_bytes:
-                    break
+            if response.is_stream_consumed:  # built in memory (a MockTransport seam)
+                chunks.append(response.content[: options.max_response_bytes])
+            else:
+                async for chunk in response.aiter_raw():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= options.max_response_bytes:
+                        break
         finally:
             await response.aclose()
     except httpx.TimeoutException as exc:
         return result(None, f"timeout: {type(exc).__name__}", None)
     except httpx.TransportError as exc:
-        return result(None, f"{type(exc).__name__}: {exc or 'connection failed'}", None)
+        return result(None, f"{type(exc).__name__}: {str(exc) or 'connection failed'}", None)
     raw = b"".join(chunks)[: options.response_excerpt_bytes]
     excerpt = raw.decode("utf-8", errors="replace") if raw else None
     error = None if response.is_success else f"HTTP {response.status_code}"

@@ -22,7 +22,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -41,10 +40,7 @@ logger = logging.getLogger(__name__)
 _PRUNE_EVERY = 3600.0
 
 
-def endpoint_of(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.hostname}:{port}"
+endpoint_of = outbox.endpoint_of  # host:port, what the per-endpoint limit counts
 
 
 class DeliveryWorker:
@@ -157,6 +153,9 @@ class DeliveryWorker:
                 saturated |= self._endpoint_webhooks[endpoint]
         return saturated
 
+    def _endpoint_room(self, endpoint: str) -> int:
+        return self.settings.max_in_flight_per_host - self._per_endpoint.get(endpoint, 0)
+
     async def _run(self) -> None:
         while not self._stopping:
             try:
@@ -169,6 +168,7 @@ class DeliveryWorker:
                         limit=free,
                         lease_seconds=self.settings.lease_seconds,
                         exclude_webhooks=self._saturated_webhooks(),
+                        room=self._endpoint_room,
                     )
                 for c in claims:
                     self._launch(c)
@@ -239,14 +239,20 @@ class DeliveryWorker:
             )
             await self._record(c, decision, None)
             return
-        result = await attempt(
-            self._client,  # type: ignore[arg-type]
-            c,
-            secret,
-            policy=self.service.policy,
-            resolver=self.service.resolver,
-            options=self.options,
-        )
+        try:
+            result = await attempt(
+                self._client,  # type: ignore[arg-type]
+                c,
+                secret,
+                policy=self.service.policy,
+                resolver=self.service.resolver,
+                options=self.options,
+            )
+        except Exception as exc:  # a bug, not the network: settle it visibly, never retry it
+            logger.exception("delivery %s: unexpected error while sending", c.delivery_id)
+            reason = f"not sent: internal error ({type(exc).__name__}: {exc})"
+            await self._record(c, Decision("failed", None, False, reason), None)
+            return
         verdict = classify(
             result.status_code,
             result.headers,

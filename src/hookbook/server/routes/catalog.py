@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ... import protocol
 from ..._version import __version__
-from ...catalog.paths import join_path, parse_path
+from ...catalog.paths import check_key, join_path, parse_path
 from ...catalog.store import CatalogStore, Node, table_from_ipc
 from ...errors import ClientInputError, ConflictError, PayloadTooLargeError
 from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
@@ -139,7 +139,11 @@ async def search(
 
 @router.post("/metadata/{path:path}", summary="Create a child node")
 async def create(path: str, request: Request, store: StoreDep, _: WriteMetadata) -> dict[str, Any]:
-    body = _parse(protocol.CreateNodeRequest, await _json(request, store))
+    data = await _json(request, store)
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        # A bad key is an InvalidKeyError (422), with the store's own limit.
+        check_key(data["id"], max_length=store.limits.max_key_length)
+    body = _parse(protocol.CreateNodeRequest, data)
     if body.id is None:
         raise ClientInputError("id (the new node's key) is required")
     structure = body.structure()
@@ -260,7 +264,9 @@ def _array_response(array: np.ndarray, slice_text: str | None, expected: str | N
             raise ClientInputError(
                 f"the slice has shape {list(actual)}; the client expected {list(expected_shape)}"
             )
-    data = np.ascontiguousarray(array[key])
+    # An all-integer index gives a numpy scalar, always in native byte order: keep
+    # the stored dtype (and 0-d shape: ascontiguousarray would make it 1-d).
+    data = np.asarray(array[key], dtype=array.dtype, order="C")
     return Response(data.tobytes(), media_type=protocol.ARRAY_MIME_TYPE)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from ...errors import InvalidURLError
 from ...url_safety import check_url_syntax
@@ -22,6 +22,12 @@ from ..schemas import (
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 Service = Annotated[WebhookService, Depends(get_webhook_service)]
+
+#: Ids are integer columns (32-bit on PostgreSQL); a larger number is no id: a 422,
+#: not a database overflow (500).
+MAX_ID = 2**31 - 1
+WebhookId = Annotated[int, Path(ge=1, le=MAX_ID, description="A webhook id")]
+DeliveryId = Annotated[int, Path(ge=1, le=MAX_ID, description="A delivery id")]
 
 
 def _checked_url(service: WebhookService, url: str) -> str:
@@ -56,12 +62,12 @@ async def list_all(service: Service, _: ReadWebhooks) -> list[WebhookOut]:
 
 @router.get("/history/{webhook_id}", response_model=list[DeliveryOut], summary="Delivery history")
 async def history(
-    webhook_id: int,
+    webhook_id: WebhookId,
     service: Service,
     _: ReadWebhooks,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[
-        int | None, Query(ge=1, description="Only deliveries older than this id")
+        int | None, Query(ge=1, le=MAX_ID, description="Only deliveries older than this id")
     ] = None,
     outcome: Literal["pending", "success", "failed"] | None = None,
     event_type: EventName | Literal["ping"] | None = None,
@@ -77,7 +83,7 @@ async def history(
     response_model=DeliveryDetail,
     summary="A delivery with its attempt log",
 )
-async def delivery(delivery_id: int, service: Service, _: ReadWebhooks) -> DeliveryDetail:
+async def delivery(delivery_id: DeliveryId, service: Service, _: ReadWebhooks) -> DeliveryDetail:
     return DeliveryDetail.of(await service.delivery(delivery_id))
 
 
@@ -86,18 +92,18 @@ async def delivery(delivery_id: int, service: Service, _: ReadWebhooks) -> Deliv
     response_model=DeliveryDetail,
     summary="Send a delivery's event again (same event id)",
 )
-async def redeliver(delivery_id: int, service: Service, _: WriteWebhooks) -> DeliveryDetail:
+async def redeliver(delivery_id: DeliveryId, service: Service, _: WriteWebhooks) -> DeliveryDetail:
     return DeliveryDetail.of(await service.redeliver(delivery_id))
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut, summary="One webhook")
-async def get_webhook(webhook_id: int, service: Service, _: ReadWebhooks) -> WebhookOut:
+async def get_webhook(webhook_id: WebhookId, service: Service, _: ReadWebhooks) -> WebhookOut:
     return WebhookOut.of(await service.get(webhook_id))
 
 
 @router.patch("/{webhook_id}", response_model=WebhookOut, summary="Change a webhook")
 async def update(
-    webhook_id: int, body: WebhookPatch, service: Service, _: WriteWebhooks
+    webhook_id: WebhookId, body: WebhookPatch, service: Service, _: WriteWebhooks
 ) -> WebhookOut:
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     if "url" in changes:
@@ -106,11 +112,11 @@ async def update(
 
 
 @router.delete("/{webhook_id}", summary="Delete a webhook, its history and pending deliveries")
-async def delete(webhook_id: int, service: Service, _: WriteWebhooks) -> dict[str, int]:
+async def delete(webhook_id: WebhookId, service: Service, _: WriteWebhooks) -> dict[str, int]:
     await service.delete(webhook_id)
     return {"deleted": webhook_id}
 
 
 @router.post("/{webhook_id}/ping", response_model=DeliveryDetail, summary="Send a ping event")
-async def ping(webhook_id: int, service: Service, _: WriteWebhooks) -> DeliveryDetail:
+async def ping(webhook_id: WebhookId, service: Service, _: WriteWebhooks) -> DeliveryDetail:
     return DeliveryDetail.of(await service.ping(webhook_id))

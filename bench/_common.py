@@ -1,0 +1,253 @@
+"""Shared helpers of the benchmarks: timing, percentiles, memory, the result table.
+
+Each benchmark builds a list of :class:`Row` (what was measured, its value,
+the target and Tiled's number where the issue gives one) and prints it with
+:func:`report`, as a rich table headed by the command that produced it and
+the machine it ran on. ``--markdown PATH`` appends the same table, as
+Markdown, to a file (``bench/run_all.py`` collects them that way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import logging
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+# Wide enough for the tables when the output is a file or a pipe.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+#: The quiet hookbook loggers (the harness warns about relaxed target rules
+#: once per server; the memory benchmark's dead endpoint is *meant* to fail).
+_NOISY_LOGGERS = ("hookbook", "uvicorn", "httpx")
+
+
+def quiet_logs() -> None:
+    """Keep the server's warnings out of the tables."""
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# ---- timing -----------------------------------------------------------------
+
+
+def time_calls(
+    fn: Callable[[int], Any],
+    *,
+    repeat: int,
+    warmup: int = 0,
+    budget: float | None = None,
+) -> list[float]:
+    """Call ``fn(i)`` ``warmup`` times (not timed), then ``repeat`` times; return
+    the durations in seconds (``time.perf_counter``).
+
+    ``budget`` (seconds) bounds the timed loop: it stops early, with what it
+    has, once the budget is spent (and says so on the console).
+    """
+    for i in range(warmup):
+        fn(-1 - i)
+    durations: list[float] = []
+    deadline = None if budget is None else time.monotonic() + budget
+    for i in range(repeat):
+        start = time.perf_counter()
+        fn(i)
+        durations.append(time.perf_counter() - start)
+        if deadline is not None and time.monotonic() > deadline and i + 1 < repeat:
+            console.print(f"[yellow]time budget of {budget:g} s spent after {i + 1} of {repeat}")
+            break
+    return durations
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0..100), linear interpolation between closest ranks."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * p / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def p50(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def p95(values: Sequence[float]) -> float:
+    return percentile(values, 95)
+
+
+def wait_until(
+    predicate: Callable[[], bool], *, timeout: float, interval: float = 0.005, what: str = ""
+) -> None:
+    """Poll ``predicate`` until true; ``TimeoutError`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:g} s for {what or predicate!r}")
+        time.sleep(interval)
+
+
+# ---- memory -----------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (``VmRSS`` of /proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:  # not Linux: psutil, if it happens to be installed (not a dependency)
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:  # pragma: no cover - neither available
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def settled_rss() -> int:
+    """RSS after a garbage collection (what the process really holds)."""
+    gc.collect()
+    return rss_bytes()
+
+
+MB = 1024 * 1024
+
+
+# ---- the table --------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of a result table.
+
+    ``ok`` is True (target met), False (missed) or None (no target: shown
+    for information).
+    """
+
+    measure: str
+    value: str
+    target: str = ""
+    tiled: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def secs(seconds: float) -> str:
+    return f"{seconds:.3f} s"
+
+
+def verdict(ok: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: "-"}[ok]
+
+
+def command_line() -> str:
+    """How this benchmark was started, as a shell command relative to the repo."""
+    argv = list(sys.argv)
+    try:
+        argv[0] = os.path.relpath(argv[0], Path(__file__).resolve().parent.parent)
+    except ValueError:
+        pass
+    return shlex.join(["python", *argv])
+
+
+def machine() -> str:
+    """CPUs, Python, OS, and the load average (the machine may be shared: a high
+    load makes every latency here longer)."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"nproc {len(os.sched_getaffinity(0))}, "
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.system()} {platform.release()}, load average {load}"
+    )
+
+
+def header(title: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{title}\n$ {command_line()}\n{stamp}; {machine()}"
+
+
+def print_table(title: str, rows: Iterable[Row], *, notes: Sequence[str] = ()) -> None:
+    table = Table(title=escape(header(title)), title_justify="left", show_lines=False)
+    table.add_column("measure")
+    table.add_column("measured", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("Tiled 0.2.20", justify="right")
+    table.add_column("verdict")
+    for row in rows:
+        colour = {True: "green", False: "bold red", None: "dim"}[row.ok]
+        table.add_row(
+            escape(row.measure) + (f" [dim]({escape(row.note)})[/dim]" if row.note else ""),
+            escape(row.value),
+            escape(row.target),
+            escape(row.tiled),
+            f"[{colour}]{verdict(row.ok)}[/{colour}]",
+        )
+    console.print(table)
+    for note in notes:
+        console.print(f"  [dim]{escape(note)}[/dim]")
+    console.print()
+
+
+def markdown_table(title: str, rows: Iterable[Row], *, notes: Sequence[str] = ()) -> str:
+    lines = [
+        f"### {title}",
+        "",
+        f"`{command_line()}` ({dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"{machine()})",
+        "",
+        "| measure | measured | target | Tiled 0.2.20 | verdict |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        name = row.measure + (f" ({row.note})" if row.note else "")
+        cells = [name, row.value, row.target, row.tiled, verdict(row.ok)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines.append("")
+    lines.extend(f"- {note}" for note in notes)
+    if notes:
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def report(
+    title: str, rows: Sequence[Row], args: argparse.Namespace, *, notes: Sequence[str] = ()
+) -> None:
+    """Print the table; append it as Markdown to ``args.markdown`` if given."""
+    print_table(title, rows, notes=notes)
+    if getattr(args, "markdown", None):
+        with open(args.markdown, "a", encoding="utf-8") as fh:
+            fh.write(markdown_table(title, rows, notes=notes) + "\n")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: the whole run takes well under 2 min"
+    )
+    parser.add_argument("--markdown", metavar="PATH", help="also append the tables, as Markdown")

@@ -1,0 +1,353 @@
+"""Durability and latency: nothing is lost across stops and crashes, nobody waits on a slow peer.
+
+The kill -9 test runs a real server process and kills it with SIGKILL while
+deliveries are in flight and pending; a new server on the same directory then
+completes every one of them (at least once: receivers dedupe by event id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+
+from hookbook.client import from_uri
+from hookbook.config import parse_settings
+from hookbook.server import SimpleServer
+from hookbook.server.services import Seams, Services
+from hookbook.testing import WebhookReceiver
+from hookbook.webhooks.secrets import generate_key
+
+API_KEY = "crash_test_api_key"
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as r:
+        yield r
+
+
+def rows(directory: Path, sql: str, *params: object) -> list[tuple]:
+    """Run SQL on the server's SQLite database directly (what is in the outbox)."""
+    conn = sqlite3.connect(directory / "hookbook.db", timeout=10)
+    try:
+        found = conn.execute(sql, params).fetchall()
+        conn.commit()
+        return found
+    finally:
+        conn.close()
+
+
+def close_within(server: SimpleServer, seconds: float) -> bool:
+    """Close the server on a thread; True if it returned within ``seconds``."""
+    closer = threading.Thread(target=server.close, daemon=True)
+    closer.start()
+    closer.join(seconds)
+    return not closer.is_alive()
+
+
+# --------------------------------------------------------------------------- #
+# Written while no worker runs
+# --------------------------------------------------------------------------- #
+
+
+def test_a_delivery_written_while_no_worker_runs_is_sent_when_one_starts(tmp_path, receiver):
+    key = generate_key()
+    settings = parse_settings(
+        {
+            "directory": str(tmp_path),
+            "api_keys": [{"key": API_KEY}],
+            "webhooks": {"secret_keys": [key], "allow_http": True, "allow_private_addresses": True},
+            "run_worker": False,
+        }
+    )
+
+    async def write_without_a_worker() -> None:
+        services = await Services.start(settings, Seams())
+        try:
+            assert services.worker is None
+            await services.webhooks.register("", receiver.url, secret="s")
+            await services.store.create("", "offline", "container")
+        finally:
+            await services.stop()
+
+    asyncio.run(write_without_a_worker())
+    assert rows(tmp_path, "SELECT outcome, attempts FROM deliveries") == [("pending", 0)]
+    assert receiver.deliveries == []
+
+    with SimpleServer(
+        tmp_path, api_key=API_KEY, webhooks={"secret_keys": [key], "retry_schedule": [0.01]}
+    ) as server:
+        (delivery,) = receiver.wait_for(1, timeout=10)
+        assert delivery.key == "offline"
+        server.drain()
+        with from_uri(server.uri) as client:
+            (hook,) = client.webhooks.list_all()
+            (record,) = client.webhooks.history(hook.id)
+        assert record.outcome == "success"
+        assert record.event_id == delivery.event_id
+
+
+def test_a_delivery_to_a_down_endpoint_completes_after_a_restart(tmp_path):
+    receiver = WebhookReceiver().start()
+    url = receiver.url
+    receiver.stop()  # down; started again later on the same port
+    try:
+        settings = {"retry_schedule": [0.01, 30]}
+        with SimpleServer(tmp_path, webhooks=settings) as server, from_uri(server.uri) as client:
+            hook = client.webhooks.register(url)
+            client.create_container("a")
+            wait_until(
+                lambda: client.webhooks.history(hook.id)[0].attempts == 2,
+                timeout=10,
+                message="two refused attempts",
+            )
+        (pending,) = rows(tmp_path, "SELECT outcome, attempts FROM deliveries")
+        assert pending == ("pending", 2)
+        receiver.start()
+        # The restart does not reset the schedule: the row is due in 30 s. The
+        # worker on the new server takes it when due; make it due now.
+        rows(tmp_path, "UPDATE deliveries SET next_attempt_at = 0")
+        with SimpleServer(tmp_path, webhooks=settings) as server, from_uri(server.uri) as client:
+            (delivery,) = receiver.wait_for(1, timeout=10)
+            server.drain()
+            (record,) = client.webhooks.history(hook.id)
+            assert record.outcome == "success"
+            assert record.attempts == 3
+            assert record.event_id == delivery.event_id
+    finally:
+        receiver.stop()
+
+
+# --------------------------------------------------------------------------- #
+# kill -9 with a real process
+# --------------------------------------------------------------------------- #
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from hookbook.server import SimpleServer
+
+    server = SimpleServer(
+        sys.argv[1],
+        api_key=sys.argv[2],
+        webhooks={"retry_schedule": [0.3, 0.3, 0.3, 0.3], "lease_seconds": 1,
+                  "max_in_flight_per_host": 2},
+    )
+    print(server.uri, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _start_child(directory: Path) -> tuple[subprocess.Popen[str], str]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(directory), API_KEY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(child.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(30)
+    if not line or not line[0].startswith("http"):
+        child.kill()
+        _, err = child.communicate(timeout=10)
+        raise AssertionError(f"the server process did not start: {err}")
+    return child, line[0].strip()
+
+
+@pytest.mark.slow
+def test_kill_9_loses_nothing(tmp_path):
+    with WebhookReceiver() as hanging, WebhookReceiver() as failing:
+        hanging.delay(30)  # in flight when the process dies
+        failing.fail_next(1000)  # pending, between retries, when the process dies
+        child, uri = _start_child(tmp_path)
+        try:
+            with from_uri(uri) as client:
+                slow = client.webhooks.register(hanging.url)
+                flaky = client.webhooks.register(failing.url)
+                for i in range(5):
+                    client.create_container(f"run{i}")
+
+                def in_flight_and_retrying() -> bool:
+                    leased = rows(
+                        tmp_path,
+                        "SELECT COUNT(*) FROM deliveries WHERE webhook_id = ? "
+                        "AND lease_token IS NOT NULL",
+                        slow.id,
+                    )[0][0]
+                    retried = rows(
+                        tmp_path,
+                        "SELECT MIN(attempts) FROM deliveries WHERE webhook_id = ?",
+                        flaky.id,
+                    )[0][0]
+                    return leased == 2 and retried >= 1
+
+                wait_until(in_flight_and_retrying, timeout=15, message="deliveries in flight")
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.communicate(timeout=10)
+        assert child.returncode == -signal.SIGKILL
+        states = rows(tmp_path, "SELECT outcome FROM deliveries")
+        assert len(states) == 10
+        assert {s for (s,) in states} == {"pending"}
+
+        hanging.clear()
+        failing.clear()
+        with (
+            SimpleServer(
+                tmp_path, api_key=API_KEY, webhooks={"retry_schedule": [0.3, 0.3, 0.3, 0.3]}
+            ) as server,
+            from_uri(server.uri) as client,
+        ):
+            server.drain(timeout=20)
+            expected = {}
+            for hook in (slow, flaky):
+                history = client.webhooks.history(hook.id)
+                assert len(history) == 5
+                assert {d.outcome for d in history} == {"success"}, history
+                expected[hook.id] = {d.event_id for d in history}
+        assert len(expected[slow.id] | expected[flaky.id]) == 10
+        for hook, receiver in ((slow, hanging), (flaky, failing)):
+            accepted = {d.event_id for d in receiver.deliveries if d.accepted}
+            # Every delivery arrived; anything sent twice carries the same event id.
+            assert accepted == expected[hook.id]
+            assert {d.event_id for d in receiver.deliveries} <= expected[hook.id]
+
+
+# --------------------------------------------------------------------------- #
+# Shutdown has a deadline
+# --------------------------------------------------------------------------- #
+
+
+def test_close_with_a_hanging_receiver_returns_promptly_and_keeps_the_delivery(
+    tmp_path, receiver
+):
+    receiver.delay(30)
+    server = SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]})
+    try:
+        with from_uri(server.uri) as client:
+            hook = client.webhooks.register(receiver.url)
+            client.create_container("a")
+        wait_until(
+            lambda: rows(tmp_path, "SELECT lease_token FROM deliveries")[0][0] is not None,
+            timeout=10,
+            message="the delivery in flight",
+        )
+    finally:
+        assert close_within(server, 5), "close() blocked on a hanging receiver"
+    ((outcome, attempts, event_id),) = rows(
+        tmp_path, "SELECT outcome, attempts, event_id FROM deliveries"
+    )
+    assert (outcome, attempts) == ("pending", 0)
+
+    receiver.clear()
+    with SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]}) as server:
+        delivered = receiver.wait_for(1, timeout=10)
+        server.drain()
+        with from_uri(server.uri) as client:
+            (record,) = client.webhooks.history(hook.id)
+        assert record.outcome == "success"
+        assert record.event_id == event_id
+        assert delivered[0].event_id == event_id
+
+
+# --------------------------------------------------------------------------- #
+# Latency: woken by commits, not held up by slow peers
+# --------------------------------------------------------------------------- #
+
+
+def test_a_commit_wakes_the_worker(receiver):
+    with (
+        SimpleServer(webhooks={"poll_interval": 30}) as server,
+        from_uri(server.uri) as client,
+    ):
+        client.webhooks.register(receiver.url)
+        client.create_container("a")
+        (first,) = receiver.wait_for(1, timeout=1.5)
+        client.create_container("b")
+        receiver.wait_for(2, timeout=1.5)
+        assert first.key == "a"
+
+
+def test_a_slow_endpoint_does_not_hold_up_a_healthy_one():
+    settings = {"max_in_flight": 4, "max_in_flight_per_host": 2, "retry_schedule": [0.01]}
+    with (
+        WebhookReceiver() as slow,
+        WebhookReceiver() as healthy,
+        SimpleServer(webhooks=settings) as server,
+        from_uri(server.uri) as client,
+    ):
+        slow.delay(30)
+        # Registered first, so their rows come first in the outbox.
+        for i in range(8):
+            client.webhooks.register(slow.url_for(f"/slow{i}"))
+        client.webhooks.register(healthy.url)
+        client.create_container("a")  # one commit, nine deliveries
+        (delivery,) = healthy.wait_for(1, timeout=3)
+        assert delivery.key == "a"
+        client.create_container("b")
+        healthy.wait_for(2, timeout=3)
+
+
+def test_a_dead_endpoint_does_not_hold_up_a_healthy_one(receiver):
+    dead = WebhookReceiver().start()
+    dead_url = dead.url
+    dead.stop()
+    settings = {"max_in_flight": 4, "max_in_flight_per_host": 2, "retry_schedule": [0.01] * 5}
+    with SimpleServer(webhooks=settings) as server, from_uri(server.uri) as client:
+        for i in range(8):
+            client.webhooks.register(f"{dead_url}/{i}")
+        client.webhooks.register(receiver.url)
+        for key in ("a", "b", "c"):
+            client.create_container(key)
+        receiver.wait_for(3, timeout=5)
+        server.drain(timeout=20)
+
+
+class SlowResolver:
+    """Answers 127.0.0.1; one host name takes 30 s once ``slow`` is set."""
+
+    def __init__(self, slow_host: str) -> None:
+        self.slow_host = slow_host
+        self.slow = False
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append(host)
+        if self.slow and host == self.slow_host:
+            await asyncio.sleep(30)
+        return ["127.0.0.1"]
+
+
+def test_a_slow_dns_answer_does_not_hold_up_others():
+    resolver = SlowResolver("slow-dns.test")
+    with (
+        WebhookReceiver() as slow,
+        WebhookReceiver() as healthy,
+        SimpleServer(webhooks={"retry_schedule": [0.01]}, seams=Seams(resolver=resolver)) as server,
+        from_uri(server.uri) as client,
+    ):
+        client.webhooks.register(f"http://slow-dns.test:{slow.port}/webhook")
+        client.webhooks.register(f"http://fast-dns.test:{healthy.port}/webhook")
+        resolver.slow = True
+        client.create_container("a")
+        (delivery,) = healthy.wait_for(1, timeout=3)
+        assert delivery.key == "a"
+        assert delivery.headers["Host"] == f"fast-dns.test:{healthy.port}"
+        client.create_container("b")
+        healthy.wait_for(2, timeout=3)
+        assert slow.deliveries == []
+        assert "slow-dns.test" in resolver.asked

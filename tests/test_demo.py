@@ -1,0 +1,127 @@
+"""``hookbook demo``: the whole flow in one command, checked through what it prints."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from hookbook import demo
+from hookbook.demo import run_demo
+
+EVENTS = (
+    ("container-child-created", "run1"),
+    ("container-child-created", "run1/temperature"),
+    ("container-child-created", "run1/positions"),
+    ("stream-closed", "run1/temperature"),
+    ("container-child-metadata-updated", "run1"),
+)
+
+
+def _console() -> Console:
+    return Console(record=True, width=120, file=io.StringIO(), color_system=None)
+
+
+def _section(text: str, title: str) -> list[str]:
+    """The rows of the table titled ``title``: after its header rule, up to the next
+    line that is not a row (rows start with a number)."""
+    lines = text.split(title, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("───")) + 1
+    rows = []
+    for line in lines[start:]:
+        if not line.strip()[:1].isdigit():
+            break
+        rows.append(line.strip())
+    return rows
+
+
+def test_demo_prints_deliveries_and_history() -> None:
+    console = _console()
+    assert run_demo(console=console) == 0
+    text = console.export_text()
+
+    received = _section(text, "What the receiver got")
+    # Five events, the first refused once (500) and retried with the same event id.
+    assert len(received) == 6, received
+    assert received[0].endswith("500") and received[0].split()[1:3] == list(EVENTS[0])
+    assert all(row.endswith("200") for row in received[1:])
+    assert all(" valid " in row for row in received)
+    first_id = received[0].split()[3]
+    assert [row.split()[3] for row in received].count(first_id) == 2
+    assert {tuple(row.split()[1:3]) for row in received} == set(EVENTS)
+
+    history = _section(text, "The server's delivery history")
+    assert [row.split()[1:3] for row in history] == [list(e) for e in EVENTS]
+    assert all(
+        row.split()[3:] in (["success", "1", "200"], ["success", "2", "200"]) for row in history
+    )
+    assert "verified: the receiver checked each signature" in text
+    assert history[0].split()[4] == "2"  # the retried one
+
+    assert "5 events delivered, each signed and verified; 1 retry" in text
+    assert "Skipping the table" not in text
+
+
+def test_demo_json_shows_each_payload_once() -> None:
+    console = _console()
+    assert run_demo(show_json=True, console=console) == 0
+    text = console.export_text()
+    assert text.count("Payload of event") == 5
+    assert '"structure_family": "table"' in text
+    assert '"status": "done"' in text
+
+
+def test_demo_without_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core install has no pyarrow: the table is skipped, saying why, and the rest runs."""
+    monkeypatch.setattr(demo, "_tables_available", lambda: False)
+    console = _console()
+    assert run_demo(console=console) == 0
+    text = console.export_text()
+    assert "Skipping the table: writing tables needs pyarrow" in text
+    assert "run1/positions" not in text
+    assert "4 events delivered" in text
+
+
+def test_demo_reports_missing_deliveries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event that never arrives: exit status 1 and a message listing what did arrive."""
+    write = demo._write_entries
+    monkeypatch.setattr(demo, "_write_entries", lambda *a: [*write(*a), "an event never sent"])
+    monkeypatch.setattr(demo, "WAIT_TIMEOUT", 0.5)
+    console = _console()
+    assert run_demo(console=console) == 1
+    text = console.export_text()
+    assert "Not every event arrived in time" in text
+    assert "waited 0.5 s for 6 deliveries" in text
+    assert "What the receiver got" not in text
+
+
+def _hookbook_command() -> str:
+    script = Path(sys.executable).with_name("hookbook")
+    if script.exists():
+        return str(script)
+    found = shutil.which("hookbook")
+    assert found, "the hookbook command is not installed next to this Python or on PATH"
+    return found
+
+
+@pytest.mark.slow
+def test_hookbook_demo_command() -> None:
+    env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
+    result = subprocess.run(
+        [_hookbook_command(), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "What the receiver got" in result.stdout
+    assert "5 events delivered" in result.stdout
+    assert "Traceback" not in result.stderr
