@@ -72,8 +72,8 @@ def test_restart_on_the_same_directory_keeps_catalog_keys_and_webhooks(tmp_path)
         with SimpleServer(directory, webhooks=FAST) as first:
             api_key, secret_key = first.api_key, first.webhook_secret_key
             with from_uri(first.uri) as client:
-                client.write_array(np.arange(5), key="a", metadata={"run": 1})
                 hook = client.webhooks.register(receiver.url, secret="s3cret")
+                client.write_array(np.arange(5), key="a", metadata={"run": 1})
             receiver.wait_for(1, timeout=10)
             first.drain()
         assert directory.is_dir()  # a given directory is kept

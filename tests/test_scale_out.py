@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import concurrent.futures
+import contextlib
 from pathlib import Path
 
 import httpx
 import pytest
 
-from hookbook.testing import WebhookReceiver
-
 from conftest import wait_until
+from hookbook.testing import WebhookReceiver
 from processes import ServeProcess, write_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]

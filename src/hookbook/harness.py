@@ -249,6 +249,10 @@ class SimpleServer:
 
         try:
             asyncio.run(main())
+        except SystemExit:
+            # uvicorn exits when the lifespan fails; the caller re-raises the
+            # app's own error (app.state.startup_error), so the thread ends quietly.
+            pass
         finally:
             sock.close()
 

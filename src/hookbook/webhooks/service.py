@@ -9,10 +9,12 @@ webhook, which is what makes the outbox transactional.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,13 +30,26 @@ from ..errors import (
     NotFoundError,
     SecretsNotConfiguredError,
 )
-from ..url_safety import Resolver, UrlPolicy, check_target, system_resolver
+from ..url_safety import Resolver, SystemResolver, UrlPolicy, check_target
 from .records import AttemptRecord, DeliveryRecord, WebhookRecord
 from .secrets import SecretBox
 
 logger = logging.getLogger(__name__)
 
 _UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class TimedResolver:
+    """A resolver whose answers take at most ``timeout`` seconds (then ``TimeoutError``,
+    which the target check reports as "does not resolve (timed out)")."""
+
+    resolver: Resolver
+    timeout: float
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        async with asyncio.timeout(self.timeout):
+            return await self.resolver(host, port)
 
 
 def new_event_id() -> str:
@@ -59,7 +74,10 @@ class WebhookService:
         )
         self.policy.validate()
         self.secrets = SecretBox(settings.secret_keys)
-        self.resolver: Resolver = resolver or system_resolver
+        # Every lookup (the system's or an injected one) is bounded by resolve_timeout.
+        self.resolver: Resolver = TimedResolver(
+            resolver or SystemResolver(timeout=settings.resolve_timeout), settings.resolve_timeout
+        )
         if settings.allow_http or settings.allow_private_addresses:
             logger.warning(
                 "webhook target rules relaxed for local development: allow_http=%s, "
@@ -110,6 +128,13 @@ class WebhookService:
                 ).scalar()
                 if existing is not None:
                     raise self._duplicate(existing, url, segments)
+                count = await tx.execute(sa.select(sa.func.count()).select_from(webhooks))
+                if count.scalar_one() >= self.settings.max_webhooks:
+                    raise ConflictError(
+                        f"this server holds at most {self.settings.max_webhooks} webhooks "
+                        "(webhooks.max_webhooks); delete one first",
+                        limit=self.settings.max_webhooks,
+                    )
                 result = await tx.execute(
                     webhooks.insert().values(
                         node_path=join_path(segments),

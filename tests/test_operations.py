@@ -1,0 +1,82 @@
+"""Operations endpoints: Prometheus metrics that move with deliveries, and health."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import wait_until
+from hookbook.client import from_uri
+from hookbook.server import SimpleServer
+from hookbook.testing import WebhookReceiver
+
+
+def _metrics(server: SimpleServer) -> dict[tuple[str, tuple], float]:
+    text = httpx.get(f"{server.base_url}/metrics").text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def test_metrics_move_as_deliveries_happen() -> None:
+    with (
+        WebhookReceiver() as ok,
+        WebhookReceiver() as bad,
+        WebhookReceiver() as gone,
+        SimpleServer(webhooks={"retry_schedule": [0.01], "auto_disable_after": 0}) as server,
+    ):
+        before = _metrics(server)
+        assert before[("hookbook_outbox_deliveries", (("state", "success"),))] == 0
+        assert before[("hookbook_webhooks", ())] == 0
+        client = from_uri(server.uri)
+        hooks = [client.webhooks.register(r.url).id for r in (ok, bad, gone)]
+        bad.fail_next(100, status=503)
+        gone.gone()
+        for i in range(3):
+            client.write_array(np.arange(3), key=f"a{i}")
+        server.drain()
+        after = _metrics(server)
+        outcomes = [d.outcome for h in hooks for d in client.webhooks.history(h)]
+        client.close()
+    assert after[("hookbook_outbox_deliveries", (("state", "success"),))] == 3
+    assert after[("hookbook_outbox_deliveries", (("state", "failed"),))] == outcomes.count("failed")
+    assert outcomes.count("failed") >= 4  # 3 to the failing endpoint, >= 1 to the gone one
+    assert after[("hookbook_outbox_deliveries", (("state", "pending"),))] == 0
+    assert after[("hookbook_outbox_oldest_pending_seconds", ())] == 0
+    assert after[("hookbook_webhooks", ())] == 3
+    assert after[("hookbook_webhooks_disabled", ())] == 1  # 410 Gone disables
+    assert after[("hookbook_delivery_attempts_total", (("result", "2xx"),))] == 3
+    assert after[("hookbook_delivery_attempts_total", (("result", "5xx"),))] == 6
+    assert after[("hookbook_delivery_attempts_total", (("result", "4xx"),))] >= 1
+    assert after[("hookbook_deliveries_settled_total", (("outcome", "success"),))] == 3
+    assert after[("hookbook_attempt_duration_seconds_count", ())] >= 10
+
+
+def test_oldest_pending_age_is_reported() -> None:
+    with SimpleServer(webhooks={"retry_schedule": [60]}) as server:
+        client = from_uri(server.uri)
+        client.webhooks.register("http://127.0.0.1:9/")  # nothing listens on port 9
+        client.create_container("c")
+        key = ("hookbook_delivery_attempts_total", (("result", "transport_error"),))
+        metrics = wait_until(
+            lambda: (m := _metrics(server)).get(key) and m, message="first attempt failed"
+        )
+        assert metrics[("hookbook_outbox_deliveries", (("state", "pending"),))] == 1
+        assert metrics[("hookbook_outbox_oldest_pending_seconds", ())] > 0
+        client.close()
+
+
+def test_health_reports_the_worker() -> None:
+    with SimpleServer(enable_webhooks=True) as server:
+        health = httpx.get(f"{server.base_url}/healthz").json()
+        assert health["status"] == "ok"
+        assert health["database"] == "sqlite"
+        assert health["worker"]["state"] == "running"
+        assert health["worker"]["in_flight"] == 0
+        assert health["listener"] is None  # LISTEN/NOTIFY is for PostgreSQL
+    with SimpleServer() as server:
+        health = httpx.get(f"{server.base_url}/healthz").json()
+        assert health["webhooks"] is False and health["worker"] is None
