@@ -36,6 +36,10 @@ BAD = [
 ]
 
 
+# uvicorn ends the server thread with SystemExit(3) when the app's start-up fails;
+# SimpleServer raises the app's own error in the caller (what is checked here), but
+# does not catch that SystemExit in its thread (reported; harness.py is not ours).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.parametrize(("webhooks", "setting"), BAD)
 def test_simple_server_refuses_bad_settings_at_start_up(tmp_path, webhooks, setting):
     with pytest.raises(ConfigurationError) as caught:
@@ -222,8 +226,8 @@ def test_max_webhooks():
 
 def test_the_routes_are_not_mounted_without_a_webhooks_section(tmp_path):
     settings = parse_settings({"directory": str(tmp_path), "api_keys": [{"key": KEY}]})
-    app = create_app(settings)
-    paths = {getattr(route, "path", "") for route in app.routes}
+    paths = create_app(settings).openapi()["paths"]
+    assert "/api/v1/metadata/{path}" in paths
     assert not [p for p in paths if p.startswith("/api/v1/webhooks")]
     with_webhooks = create_app(
         parse_settings(
@@ -234,5 +238,6 @@ def test_the_routes_are_not_mounted_without_a_webhooks_section(tmp_path):
             }
         )
     )
-    mounted = {getattr(route, "path", "") for route in with_webhooks.routes}
-    assert "/api/v1/webhooks/target/{path:path}" in mounted
+    mounted = with_webhooks.openapi()["paths"]
+    assert "/api/v1/webhooks/target/{path}" in mounted
+    assert "/api/v1/webhooks/history/{webhook_id}" in mounted

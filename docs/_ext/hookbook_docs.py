@@ -178,7 +178,12 @@ def json_type(schema: Mapping[str, Any], link: Any = None) -> str:
         return f"string ({schema['format']})"
     if kind == "object" and "properties" not in schema:
         return "object"
-    return str(kind or "any")
+    bounds = [
+        f"{word} {schema[key]}"
+        for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="))
+        if key in schema
+    ]
+    return f"{kind} ({', '.join(bounds)})" if bounds else str(kind or "any")
 
 
 def _default(schema: Mapping[str, Any], required: bool) -> str:
@@ -276,6 +281,12 @@ def _response_text(response: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+#: Descriptions of parameters the routes leave undescribed (they are the same everywhere).
+PARAMETER_DESCRIPTIONS = {
+    ("path", "path"): "The node's path from the root, segments joined by `/` (empty: the root).",
+}
+
+
 def openapi_markdown(openapi: Mapping[str, Any], scopes: Mapping[tuple[str, str], Any]) -> str:
     """The HTTP reference, grouped by tag, from an OpenAPI document."""
     groups: dict[str, list[tuple[str, str, Mapping[str, Any]]]] = {}
@@ -319,7 +330,9 @@ def openapi_markdown(openapi: Mapping[str, Any], scopes: Mapping[tuple[str, str]
                         p.get("in", ""),
                         json_type(p.get("schema", {}), _link),
                         _default(p.get("schema", {}), p.get("required", False)),
-                        p.get("description") or p.get("schema", {}).get("description", ""),
+                        p.get("description")
+                        or p.get("schema", {}).get("description")
+                        or PARAMETER_DESCRIPTIONS.get((p["name"], p.get("in")), ""),
                     ]
                     for p in params
                 ]

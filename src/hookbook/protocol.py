@@ -78,6 +78,7 @@ __all__ = [
     "MAX_SPECS",
     "MERGE_PATCH_MIME_TYPE",
     "MSGPACK_MIME_TYPE",
+    "SHAPE_HEADER",
     "SUPPORTED_FAMILIES",
     "TILED_API_KEY_PATTERN",
     "TILED_PROTOCOL_VERSION",
@@ -144,6 +145,11 @@ ARRAY_MIME_TYPE = "application/octet-stream"
 APACHE_ARROW_FILE_MIME_TYPE = "application/vnd.apache.arrow.file"
 JSON_PATCH_MIME_TYPE = "application/json-patch+json"
 MERGE_PATCH_MIME_TYPE = "application/merge-patch+json"
+
+#: A hookbook extension: the response header of an array read that names the
+#: shape of the bytes sent (``"3,4"``; ``""`` for 0-d), so a client needs no
+#: second request to learn it. Tiled's client ignores it.
+SHAPE_HEADER = "X-Hookbook-Shape"
 
 #: Prefix of the ``arrow_schema`` data URI in a table structure.
 ARROW_SCHEMA_PREFIX = f"data:{APACHE_ARROW_FILE_MIME_TYPE};base64,"

@@ -29,6 +29,9 @@ def _quote(segment: str) -> str:
     return quote(segment, safe="")
 
 
+SHAPE_HEADER = protocol.SHAPE_HEADER
+
+
 def _route(prefix: str, path: Sequence[str]) -> str:
     return f"{prefix}/" + "/".join(_quote(segment) for segment in path)
 
@@ -130,20 +133,23 @@ class ArrayNode(_Stream):
         return protocol.DataType.model_validate(self.structure["data_type"]).to_numpy()  # type: ignore[index]
 
     def read(self, slice: Any = ...) -> np.ndarray:
-        """The data (or a slice of it), read from the server."""
-        self.refresh()
-        key = protocol.parse_slice(
-            None if slice is ... else protocol.format_slice(slice), self.shape
-        )
-        shape = protocol.sliced_shape(key, self.shape)
+        """The data (or a slice of it), read from the server (one request: the
+        server names the shape of what it sends in a response header)."""
         params = {} if slice is ... else {"slice": protocol.format_slice(slice)}
-        raw = self._transport.request(
+        response = self._transport.request(
             "GET",
             _route("array/full", self.path),
             params=params,
             headers={"Accept": protocol.ARRAY_MIME_TYPE},
-        ).content
-        return np.frombuffer(raw, dtype=self.dtype).reshape(shape).copy()
+        )
+        header = response.headers.get(SHAPE_HEADER)
+        if header is None:  # not a hookbook server: ask for the shape
+            self.refresh()
+            key = protocol.parse_slice(params.get("slice"), self.shape)
+            shape = protocol.sliced_shape(key, self.shape)
+        else:
+            shape = tuple(int(n) for n in header.split(",") if n)
+        return np.frombuffer(response.content, dtype=self.dtype).reshape(shape).copy()
 
     def __getitem__(self, key: Any) -> np.ndarray:
         return self.read(key)
@@ -318,6 +324,21 @@ class Container(Node):
         self._create(key, "container", metadata, specs)
         return self[key]
 
+    def _written(
+        self, key: str, family: str, created: Mapping[str, Any], structure: Any, specs: Any
+    ) -> Any:
+        """The node just written, built from what was sent (no extra request)."""
+        path = [*self.path, key]
+        item = protocol.item(
+            path,
+            structure_family=family,
+            structure=structure,
+            base_url=self._transport.base_url,
+            metadata=created.get("metadata", {}),
+            specs=specs,
+        )
+        return _node(self._transport, path, item)
+
     def _upload(self, key: str, route: str, content: bytes, content_type: str) -> None:
         try:
             self._transport.request(
@@ -353,9 +374,9 @@ class Container(Node):
             structure = protocol.ArrayStructure.from_array(data.shape, data.dtype, dims=dims)
         except ValueError as exc:
             raise TypeError(str(exc)) from None
-        self._create(key, "array", metadata, specs, structure.model_dump(mode="json"))
+        created = self._create(key, "array", metadata, specs, structure.model_dump(mode="json"))
         self._upload(key, "array/full", data.tobytes(), protocol.ARRAY_MIME_TYPE)
-        return self[key]
+        return self._written(key, "array", created, structure, specs)
 
     def write_table(
         self,
@@ -368,9 +389,9 @@ class Container(Node):
         """Store a table (a pandas DataFrame, a pyarrow Table or a dict of columns)."""
         arrow = _arrow_table(table)
         structure = protocol.TableStructure.from_arrow_schema(arrow.schema)
-        self._create(key, "table", metadata, specs, structure.model_dump(mode="json"))
+        created = self._create(key, "table", metadata, specs, structure.model_dump(mode="json"))
         self._upload(key, "table/full", _ipc_file(arrow), protocol.APACHE_ARROW_FILE_MIME_TYPE)
-        return self[key]
+        return self._written(key, "table", created, structure, specs)
 
     write_dataframe = write_table
 

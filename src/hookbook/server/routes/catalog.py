@@ -24,6 +24,7 @@ from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
 ARROW_FILE = protocol.APACHE_ARROW_FILE_MIME_TYPE
+SHAPE_HEADER = protocol.SHAPE_HEADER
 
 
 def base_url(request: Request) -> str:
@@ -267,7 +268,11 @@ def _array_response(array: np.ndarray, slice_text: str | None, expected: str | N
     # An all-integer index gives a numpy scalar, always in native byte order: keep
     # the stored dtype (and 0-d shape: ascontiguousarray would make it 1-d).
     data = np.asarray(array[key], dtype=array.dtype, order="C")
-    return Response(data.tobytes(), media_type=protocol.ARRAY_MIME_TYPE)
+    return Response(
+        data.tobytes(),
+        media_type=protocol.ARRAY_MIME_TYPE,
+        headers={SHAPE_HEADER: ",".join(str(n) for n in data.shape)},
+    )
 
 
 @router.get("/array/full/{path:path}", summary="Read an array (optionally a slice)")
