@@ -28,7 +28,7 @@ def write_config(path: Path, *, database: str, directory: Path, api_key: str, **
         "allow_http": True,
         "allow_private_addresses": True,
         "retry_schedule": [0.05, 0.05],
-        "lease_seconds": 2,
+        "lease_seconds": 10,
         "poll_interval": 0.5,
         **extra.pop("webhooks", {}),
     }

@@ -82,7 +82,8 @@ def config(tmp_path: Path, pg_url: str):
 
 @pytest.mark.timeout(600)
 def test_three_processes_deliver_every_event_once(config) -> None:
-    cfg = config()
+    # A lease far longer than any attempt: without a crash nothing is sent twice.
+    cfg = config(webhooks={"lease_seconds": 60})
     n_events = 2000
     servers = [ServeProcess(cfg) for _ in range(3)]
     try:
@@ -93,7 +94,7 @@ def test_three_processes_deliver_every_event_once(config) -> None:
             hooks = [_register(servers[0], r.url) for r in receivers]
             _create_containers(servers, [f"e{i:05d}" for i in range(n_events)])
             for r in receivers:
-                r.wait_for(n_events, timeout=120)
+                r.wait_for(n_events, timeout=240, unique=True)
             for r, hook in zip(receivers, hooks, strict=True):
                 ids = collections.Counter(d.event_id for d in r.deliveries)
                 assert len(ids) == n_events

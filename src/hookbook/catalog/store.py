@@ -43,6 +43,14 @@ from .paths import check_key, join_path, parse_path
 
 FAMILIES = ("container", "array", "table")
 
+#: How often a data write is computed again when other writers keep getting in first.
+_WRITE_ATTEMPTS = 50
+
+
+class _Stale(Exception):
+    """The node's data changed between reading it and swapping in the new file."""
+
+
 #: Called inside the write transaction after an event row is inserted:
 #: ``(tx, event_row_id, event_type, path_segments)``.
 EventHook = Callable[[WriteTransaction, int, str, tuple[str, ...]], Awaitable[None]]
@@ -126,10 +134,13 @@ class CatalogStore:
         async with self.db.read() as conn:
             return await self._get(conn, segments)
 
-    async def _get(self, conn: Any, segments: tuple[str, ...]) -> Node:
-        row = (
-            await conn.execute(sa.select(nodes).where(nodes.c.path == join_path(segments)))
-        ).first()
+    async def _get(self, conn: Any, segments: tuple[str, ...], *, lock: bool = False) -> Node:
+        """The node at ``segments``; ``lock``: lock its row until the transaction
+        ends (``FOR UPDATE`` on PostgreSQL; SQLite writers are serialised anyway)."""
+        query = sa.select(nodes).where(nodes.c.path == join_path(segments))
+        if lock:
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
         if row is None:
             raise NotFoundError(f"no node at path {join_path(segments)!r}", path=list(segments))
         return Node.from_row(row)
@@ -177,6 +188,24 @@ class CatalogStore:
         self._require_data(node, "table")
         assert node.data_file is not None
         return files.read_table(self.directory, node.data_file)
+
+    async def load_array(self, path: str | Sequence[str]) -> tuple[Node, np.ndarray]:
+        """The node at ``path`` and its array, read consistently: when a writer
+        replaces the file between the lookup and the read (an append), read again."""
+        return await self._load(path, self.read_array)
+
+    async def load_table(self, path: str | Sequence[str]) -> tuple[Node, Any]:
+        """The node at ``path`` and its ``pyarrow.Table`` (see :meth:`load_array`)."""
+        return await self._load(path, self.read_table)
+
+    async def _load(self, path: str | Sequence[str], read: Callable[[Node], Any]) -> Any:
+        for _ in range(_WRITE_ATTEMPTS):
+            node = await self.get(path)
+            try:
+                return node, read(node)
+            except FileNotFoundError:  # replaced (and the old file removed) meanwhile
+                continue
+        raise ConflictError(f"{join_path(parse_path(path))!r} kept changing while being read")
 
     @staticmethod
     def _require_data(node: Node, family: str) -> None:
@@ -284,21 +313,29 @@ class CatalogStore:
                 raise AlreadyExistsError(
                     f"{join_path(segments)!r} already exists", path=list(segments)
                 )
-            result = await tx.execute(
-                nodes.insert().values(
-                    parent_id=parent.id,
-                    key=key,
-                    path=join_path(segments),
-                    structure_family=structure_family,
-                    metadata=metadata,
-                    specs=specs,
-                    structure=structure,
-                    data_file=None,
-                    stream_closed=False,
-                    time_created=stamp,
-                    time_updated=stamp,
-                )
+            row = dict(
+                parent_id=parent.id,
+                key=key,
+                path=join_path(segments),
+                structure_family=structure_family,
+                metadata=metadata,
+                specs=specs,
+                structure=structure,
+                data_file=None,
+                stream_closed=False,
+                time_created=stamp,
+                time_updated=stamp,
             )
+            try:
+                result = await tx.execute(nodes.insert().values(**row))
+            except sa.exc.IntegrityError as exc:
+                # Another transaction created the same key since the check above
+                # (PostgreSQL; SQLite writers are serialised).
+                if not _is_unique_violation(exc):
+                    raise
+                raise AlreadyExistsError(
+                    f"{join_path(segments)!r} already exists", path=list(segments)
+                ) from None
             node = Node(
                 id=result.inserted_primary_key[0],
                 path=segments,
@@ -325,25 +362,29 @@ class CatalogStore:
             raise ClientInputError(f"invalid {family} structure: {exc}") from None
 
     async def _swap_data(
-        self,
-        node: Node,
-        write_file: Callable[[], str],
-        structure: dict[str, Any],
-        *,
-        require_open: bool,
+        self, node: Node, write_file: Callable[[], str], structure: dict[str, Any]
     ) -> Node:
         """Write a new data file, point the node at it in one transaction (with
-        the created event if this is the node's first data), then drop the old file."""
+        the created event if this is the node's first data), then drop the old file.
+
+        ``node`` is the state the new file was computed from. If another writer
+        changed the node's data since (an append racing an append), nothing is
+        written and :class:`_Stale` asks the caller to compute again from the new
+        state. The row is locked (``FOR UPDATE`` on PostgreSQL; SQLite has one
+        writer at a time) so the check and the update are one step.
+        """
         new_file = write_file()
         stamp = ev.now()
         try:
             async with self.db.write() as tx:
-                current = await self._get(tx.conn, node.path)
-                if require_open and current.stream_closed:
+                current = await self._get(tx.conn, node.path, lock=True)
+                if current.stream_closed:
                     raise StreamClosedError(
                         f"{join_path(node.path)!r} is closed: it takes no more data",
                         path=list(node.path),
                     )
+                if current.id != node.id or current.data_file != node.data_file:
+                    raise _Stale
                 await tx.execute(
                     nodes.update()
                     .where(nodes.c.id == current.id)
@@ -364,6 +405,35 @@ class CatalogStore:
             raise
         files.remove(self.directory, [current.data_file])
         return updated
+
+    async def _write_data(
+        self,
+        path: str | Sequence[str],
+        family: str,
+        prepare: Callable[[Node], tuple[Callable[[], str], dict[str, Any]]],
+    ) -> Node:
+        """Compute new data from the node's current state (``prepare(node)`` returns
+        the file writer and the new structure) and swap it in; computed again when
+        another writer got in between, so concurrent appends all land."""
+        for _ in range(_WRITE_ATTEMPTS):
+            node = await self._open_node(path, family)
+            if node.stream_closed:
+                raise StreamClosedError(
+                    f"{join_path(node.path)!r} is closed: it takes no more data",
+                    path=list(node.path),
+                )
+            try:
+                write_file, structure = prepare(node)
+            except FileNotFoundError:  # replaced by another writer since we looked
+                continue
+            try:
+                return await self._swap_data(node, write_file, structure)
+            except _Stale:
+                continue
+        raise ConflictError(
+            f"{join_path(parse_path(path))!r} kept changing while this write was prepared "
+            f"({_WRITE_ATTEMPTS} tries); try again"
+        )
 
     async def _open_node(self, path: str | Sequence[str], family: str) -> Node:
         node = await self.get(path)
@@ -388,95 +458,110 @@ class CatalogStore:
     async def write_array(self, path: str | Sequence[str], data: bytes) -> Node:
         """Store the full contents of an array from raw C-order bytes of its declared
         dtype and shape."""
-        node = await self._open_node(path, "array")
-        if node.stream_closed:
-            raise StreamClosedError(f"{join_path(node.path)!r} is closed: it takes no more data")
         self._check_size(len(data))
-        structure = ArrayStructure.model_validate(node.structure)
-        array = _array_from_bytes(data, structure.data_type.to_numpy(), tuple(structure.shape))
-        return await self._swap_data(
-            node,
-            lambda: files.write_array(self.directory, array),
-            node.structure or {},
-            require_open=True,
-        )
+
+        def prepare(node: Node) -> tuple[Callable[[], str], dict[str, Any]]:
+            structure = ArrayStructure.model_validate(node.structure)
+            array = _array_from_bytes(data, structure.data_type.to_numpy(), tuple(structure.shape))
+            return lambda: files.write_array(self.directory, array), node.structure or {}
+
+        return await self._write_data(path, "array", prepare)
 
     async def patch_array(
         self, path: str | Sequence[str], data: bytes, params: ArrayPatchParams
     ) -> Node:
         """Write ``data`` (of ``params.shape``) at ``params.offset``; with
         ``params.extend`` the array grows to fit (appending is ``offset=(length,)``)."""
-        node = await self._open_node(path, "array")
-        if node.stream_closed:
-            raise StreamClosedError(f"{join_path(node.path)!r} is closed: it takes no more data")
-        if node.data_file is None:
-            raise ConflictError(f"no data has been written to {join_path(node.path)!r} yet")
+        return await self._patch_array(path, data, lambda node: params)
+
+    async def append_array(
+        self, path: str | Sequence[str], data: bytes, shape: Sequence[int]
+    ) -> Node:
+        """Append ``data`` (of ``shape``) along the first axis, at whatever the length
+        is when it lands: concurrent appends all land, none overwrites another."""
+
+        def at_the_end(node: Node) -> ArrayPatchParams:
+            current = ArrayStructure.model_validate(node.structure).shape
+            if not current:
+                raise ConflictError(
+                    f"{join_path(node.path)!r} is 0-d: it has no axis to append along"
+                )
+            return ArrayPatchParams(offset=(current[0],), shape=tuple(shape), extend=True)
+
+        return await self._patch_array(path, data, at_the_end)
+
+    async def _patch_array(
+        self,
+        path: str | Sequence[str],
+        data: bytes,
+        params_for: Callable[[Node], ArrayPatchParams],
+    ) -> Node:
         self._check_size(len(data))
-        structure = ArrayStructure.model_validate(node.structure)
-        dtype = structure.data_type.to_numpy()
-        old_shape = tuple(structure.shape)
-        try:
-            plan = params.plan(old_shape)
-        except ValueError as exc:
-            raise InvalidDataError(str(exc)) from None
-        if plan.conflict:
-            raise ConflictError(plan.conflict)
-        piece = _array_from_bytes(data, dtype, tuple(params.shape))
-        old = files.read_array(self.directory, node.data_file)
-        grown = np.zeros(plan.new_shape, dtype=dtype)
-        grown[tuple(slice(0, d) for d in old_shape)] = old
-        grown[plan.region] = piece
-        new_structure = ArrayStructure.from_array(grown.shape, grown.dtype).model_dump(mode="json")
-        return await self._swap_data(
-            node,
-            lambda: files.write_array(self.directory, grown),
-            new_structure,
-            require_open=True,
-        )
+
+        def prepare(node: Node) -> tuple[Callable[[], str], dict[str, Any]]:
+            params = params_for(node)
+            if node.data_file is None:
+                raise ConflictError(f"no data has been written to {join_path(node.path)!r} yet")
+            structure = ArrayStructure.model_validate(node.structure)
+            dtype = structure.data_type.to_numpy()
+            old_shape = tuple(structure.shape)
+            try:
+                plan = params.plan(old_shape)
+            except ValueError as exc:
+                raise InvalidDataError(str(exc)) from None
+            if plan.conflict:
+                raise ConflictError(plan.conflict)
+            piece = _array_from_bytes(data, dtype, tuple(params.shape))
+            old = files.read_array(self.directory, node.data_file)
+            grown = np.zeros(plan.new_shape, dtype=dtype)
+            grown[tuple(slice(0, d) for d in old_shape)] = old
+            grown[plan.region] = piece
+            new_structure = ArrayStructure.model_validate(node.structure).with_shape(grown.shape)
+            return (
+                lambda: files.write_array(self.directory, grown),
+                new_structure.model_dump(mode="json"),
+            )
+
+        return await self._write_data(path, "array", prepare)
+
+    def _prepare_table(self, node: Node, table: Any) -> tuple[Callable[[], str], dict[str, Any]]:
+        declared = TableStructure.model_validate(node.structure)
+        written = TableStructure.from_arrow_schema(table.schema)  # pandas index left out
+        if declared.columns and list(written.columns) != list(declared.columns):
+            raise InvalidDataError(
+                f"table has columns {list(written.columns)}; {list(declared.columns)} were declared"
+            )
+        return lambda: files.write_table(self.directory, table), written.model_dump(mode="json")
 
     async def write_table(self, path: str | Sequence[str], table: Any) -> Node:
         """Store the full contents of a table (a ``pyarrow.Table``)."""
-        node = await self._open_node(path, "table")
-        if node.stream_closed:
-            raise StreamClosedError(f"{join_path(node.path)!r} is closed: it takes no more data")
-        declared = TableStructure.model_validate(node.structure)
-        if declared.columns and list(table.column_names) != list(declared.columns):
-            raise InvalidDataError(
-                f"table has columns {table.column_names}; {declared.columns} were declared"
-            )
-        structure = TableStructure.from_arrow_schema(table.schema).model_dump(mode="json")
-        return await self._swap_data(
-            node,
-            lambda: files.write_table(self.directory, table),
-            structure,
-            require_open=True,
-        )
+        return await self._write_data(path, "table", lambda node: self._prepare_table(node, table))
 
     async def append_table(self, path: str | Sequence[str], table: Any) -> Node:
         """Add rows to a table; their columns must match."""
         import pyarrow as pa
 
-        node = await self._open_node(path, "table")
-        if node.stream_closed:
-            raise StreamClosedError(f"{join_path(node.path)!r} is closed: it takes no more data")
-        if node.data_file is None:
-            return await self.write_table(path, table)
-        old = files.read_table(self.directory, node.data_file)
-        if old.column_names != table.column_names:
-            raise InvalidDataError(
-                f"rows have columns {table.column_names}; the table has {old.column_names}"
+        def prepare(node: Node) -> tuple[Callable[[], str], dict[str, Any]]:
+            if node.data_file is None:
+                return self._prepare_table(node, table)
+            old = files.read_table(self.directory, node.data_file)
+            if old.column_names != table.column_names:
+                raise InvalidDataError(
+                    f"rows have columns {table.column_names}; the table has {old.column_names}"
+                )
+            try:
+                combined = pa.concat_tables([old, table.cast(old.schema)])
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                raise InvalidDataError(
+                    f"rows do not match the table's column types: {exc}"
+                ) from None
+            structure = TableStructure.from_arrow_schema(combined.schema)
+            return (
+                lambda: files.write_table(self.directory, combined),
+                structure.model_dump(mode="json"),
             )
-        try:
-            combined = pa.concat_tables([old, table.cast(old.schema)])
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise InvalidDataError(f"rows do not match the table's column types: {exc}") from None
-        structure = TableStructure.from_arrow_schema(combined.schema).model_dump(mode="json")
-        return await self._swap_data(
-            node,
-            lambda: files.write_table(self.directory, combined),
-            structure,
-            require_open=True,
-        )
+
+        return await self._write_data(path, "table", prepare)
 
     async def update_metadata(
         self, path: str | Sequence[str], *, metadata: Any = None, specs: Any = None
@@ -487,7 +572,7 @@ class CatalogStore:
         new_specs = None if specs is None else self._check_specs(specs)
         stamp = ev.now()
         async with self.db.write() as tx:
-            node = await self._get(tx.conn, segments)
+            node = await self._get(tx.conn, segments, lock=True)
             values: dict[str, Any] = {"time_updated": stamp}
             if new_metadata is not None:
                 values["metadata"] = new_metadata
@@ -512,7 +597,7 @@ class CatalogStore:
         segments = parse_path(path)
         stamp = ev.now()
         async with self.db.write() as tx:
-            node = await self._get(tx.conn, segments)
+            node = await self._get(tx.conn, segments, lock=True)
             if node.structure_family == "container":
                 raise NotAStreamError(
                     f"{join_path(segments) or 'the root'!r} is a container: only arrays "
@@ -562,6 +647,11 @@ class CatalogStore:
                 )
         files.remove(self.directory, [row.data_file for row in doomed])
         return len(doomed)
+
+
+def _is_unique_violation(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "unique" in text or "duplicate" in text
 
 
 def _a(family: str) -> str:
