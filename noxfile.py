@@ -56,5 +56,15 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ".[docs]")
     out = os.path.join("docs", "_build", "html")
     session.run(
-        "sphinx-build", "-W", "--keep-going", "-n", "-b", "html", "docs", out, *session.posargs
+        "sphinx-build",
+        "-W",
+        "--keep-going",
+        "-n",
+        "-j",
+        "auto",
+        "-b",
+        "html",
+        "docs",
+        out,
+        *session.posargs,
     )

@@ -9,7 +9,9 @@ by a ``WebhookReceiver``, then forged, altered and replayed ones.
 from __future__ import annotations
 
 import importlib.util
+import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -186,3 +188,57 @@ def test_fastapi_receiver_refuses_a_forged_delivery(
     assert unsigned.status_code == 401
     assert "not signed" in unsigned.json()["detail"]
     assert app.state.events == []
+
+
+# --------------------------------------------------------------------------- page snippets
+
+#: Pages whose ``python`` blocks run as they are (other pages show test files or fragments).
+PAGES = [
+    "index.md",
+    "install.md",
+    "how-to/verify-deliveries.md",
+    "reference/errors.md",
+    "reference/events.md",
+    "reference/configuration.md",
+    "reference/http-api.md",
+]
+DOCS = EXAMPLES.parent
+_FENCE = re.compile(r"^(`{3,})python\s*$")
+DOCS_SKIP = "<!-- docs-test: skip"
+
+
+def page_snippets() -> list[tuple[str, int, str]]:
+    """``(page, line, code)`` of every ``python`` block of :data:`PAGES` not marked to skip."""
+    found = []
+    for page in PAGES:
+        lines = (DOCS / page).read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines):
+            match = _FENCE.match(line)
+            if not match or (i and lines[i - 1].startswith(DOCS_SKIP)):
+                continue
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == match.group(1))
+            found.append((page, i + 1, "\n".join(lines[i + 1 : end]) + "\n"))
+    return found
+
+
+SNIPPETS = page_snippets()
+
+
+def test_the_pages_show_runnable_snippets() -> None:
+    assert {page for page, _, _ in SNIPPETS} >= {"index.md", "reference/events.md"}
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=[f"{page}:{line}" for page, line, _ in SNIPPETS])
+def test_page_snippet_runs(snippet: tuple[str, int, str], tmp_path: Path) -> None:
+    page, line, code = snippet
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, (
+        f"docs/{page} block at line {line} failed (exit {result.returncode}):\n"
+        f"--- code ---\n{code}--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}"
+    )

@@ -549,7 +549,33 @@ def cleanup(app: Sphinx, exception: BaseException | None) -> None:
         app.statuscode = 1
 
 
+def napoleon_for_functions_and_classes(app: Sphinx) -> None:
+    """Keep napoleon away from property and attribute docstrings.
+
+    For those, napoleon reads a first line ``X: Y`` as "type X, description Y"
+    (Google style), which turns prose such as "The X-Tiled-Event-ID header:
+    the same on every retry" into a bogus type. hookbook annotates its
+    properties, so their docstrings are prose; sections (Parameters, Returns)
+    in functions and classes are still parsed.
+    """
+    from sphinx.ext.napoleon import _process_docstring
+
+    for listener in list(app.events.listeners.get("autodoc-process-docstring", [])):
+        if listener.handler is _process_docstring:
+            app.disconnect(listener.id)
+
+            def process(
+                app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
+            ) -> None:
+                if what not in {"property", "attribute", "data"}:
+                    _process_docstring(app, what, name, obj, options, lines)
+
+            app.connect("autodoc-process-docstring", process, priority=listener.priority)
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.setup_extension("sphinx.ext.napoleon")
+    napoleon_for_functions_and_classes(app)
     app.connect("builder-inited", generate)
     app.connect("env-get-outdated", always_execute_tutorials)
     app.connect("env-updated", check_executions)

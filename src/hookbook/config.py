@@ -181,7 +181,12 @@ def _substitute(text: str, environ: Mapping[str, str], source: str) -> str:
             )
         return environ[name]
 
-    return _VAR.sub(replace, text)
+    # A line that is only a comment is left alone: a commented-out setting
+    # must not need its variable.
+    return "".join(
+        line if line.lstrip().startswith("#") else _VAR.sub(replace, line)
+        for line in text.splitlines(keepends=True)
+    )
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
@@ -200,8 +205,31 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise ConfigurationError(f"{path}: the top level must be a mapping of settings")
     base = path.resolve().parent
     data.setdefault("directory", ".")
-    data["directory"] = str((base / Path(data["directory"]).expanduser()).resolve())
+    if isinstance(data["directory"], str):  # anything else: parse_settings names it
+        data["directory"] = str((base / Path(data["directory"]).expanduser()).resolve())
+    if isinstance(data.get("database"), str):
+        data["database"] = _sqlite_relative_to(data["database"], base)
     webhooks = data.get("webhooks")
-    if isinstance(webhooks, dict) and webhooks.get("ca_bundle"):
+    if isinstance(webhooks, dict) and isinstance(webhooks.get("ca_bundle"), str):
         webhooks["ca_bundle"] = str(base / Path(webhooks["ca_bundle"]).expanduser())
     return parse_settings(data)
+
+
+def _sqlite_relative_to(url: str, base: Path) -> str:
+    """A SQLite URL with a relative file path, made relative to ``base`` (other URLs as given)."""
+    if not url.startswith("sqlite"):
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # parse_settings and the engine report it
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    if Path(database).expanduser().is_absolute():
+        return url
+    resolved = parsed.set(database=str((base / Path(database)).resolve()))
+    return resolved.render_as_string(hide_password=False)
