@@ -46,23 +46,34 @@ def quiet_logs() -> None:
 # ---- timing -----------------------------------------------------------------
 
 
+class Timing(list[float]):
+    """Durations in seconds (wall clock, ``time.perf_counter``), plus ``cpu``: the
+    process CPU time per call (all threads: client, server, worker, receiver).
+
+    On a shared, busy machine the wall-clock numbers grow with the load; the
+    CPU time per call is much steadier, and is what the code costs."""
+
+    cpu: float = math.nan
+
+
 def time_calls(
     fn: Callable[[int], Any],
     *,
     repeat: int,
     warmup: int = 0,
     budget: float | None = None,
-) -> list[float]:
+) -> Timing:
     """Call ``fn(i)`` ``warmup`` times (not timed), then ``repeat`` times; return
-    the durations in seconds (``time.perf_counter``).
+    the durations in seconds and the CPU time per call.
 
     ``budget`` (seconds) bounds the timed loop: it stops early, with what it
     has, once the budget is spent (and says so on the console).
     """
     for i in range(warmup):
         fn(-1 - i)
-    durations: list[float] = []
+    durations = Timing()
     deadline = None if budget is None else time.monotonic() + budget
+    cpu_start = time.process_time()
     for i in range(repeat):
         start = time.perf_counter()
         fn(i)
@@ -70,6 +81,7 @@ def time_calls(
         if deadline is not None and time.monotonic() > deadline and i + 1 < repeat:
             console.print(f"[yellow]time budget of {budget:g} s spent after {i + 1} of {repeat}")
             break
+    durations.cpu = (time.process_time() - cpu_start) / max(1, len(durations))
     return durations
 
 
@@ -177,14 +189,18 @@ def command_line() -> str:
     return shlex.join(["python", *argv])
 
 
+_LOAD_AT_START = os.getloadavg()[0]
+
+
 def machine() -> str:
-    """CPUs, Python, OS, and the load average (the machine may be shared: a high
-    load makes every latency here longer)."""
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    """CPUs, Python, OS, and the 1-minute load average at the start and now (the
+    machine may be shared: a load above the CPU count makes every wall-clock
+    number here longer)."""
     return (
         f"nproc {len(os.sched_getaffinity(0))}, "
         f"Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"{platform.system()} {platform.release()}, load average {load}"
+        f"{platform.system()} {platform.release()}, "
+        f"load average {_LOAD_AT_START:.1f} at start, {os.getloadavg()[0]:.1f} at end"
     )
 
 
@@ -251,3 +267,116 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="small sizes: the whole run takes well under 2 min"
     )
     parser.add_argument("--markdown", metavar="PATH", help="also append the tables, as Markdown")
+
+
+# ---- a receiver in another process --------------------------------------------
+
+_RECEIVER_CHILD = r"""
+import json, sys, threading
+from hookbook.testing import WebhookReceiver
+
+receiver = WebhookReceiver(secret=sys.argv[1] or None).start()
+print(receiver.port, flush=True)
+stop = threading.Event()
+
+def report():
+    sent = 0
+    while not stop.is_set() or sent < len(receiver.deliveries):
+        try:
+            receiver.wait_for(sent + 1, timeout=0.2)
+        except TimeoutError:
+            continue
+        for d in receiver.deliveries[sent:]:
+            line = {"event_id": d.event_id, "path": d.path, "received_at":
+                    d.received_at.timestamp(), "signature_valid": d.signature_valid}
+            print(json.dumps(line), flush=True)
+            sent += 1
+
+thread = threading.Thread(target=report, daemon=True)
+thread.start()
+sys.stdin.read()  # until the parent closes our stdin
+stop.set()
+thread.join(10)
+receiver.stop()
+"""
+
+
+@dataclass
+class RemoteDelivery:
+    """What the receiver process reports about one delivery."""
+
+    event_id: str | None
+    path: str
+    received_at: float  # epoch seconds (time.time() clock: the same in every process)
+    signature_valid: bool | None
+
+
+class ProcessReceiver:
+    """``hookbook.testing.WebhookReceiver`` in a child process, so that its work
+    does not compete for this process's GIL; deliveries are reported back as
+    JSON lines. ``url_for``, ``deliveries`` and ``wait_for`` as the receiver's."""
+
+    def __init__(self, secret: str | None = None) -> None:
+        import subprocess
+        import threading
+
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _RECEIVER_CHILD, secret or ""],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line.strip():
+            self._proc.kill()
+            raise RuntimeError("the receiver process did not start")
+        self.port = int(line)
+        self._cond = threading.Condition()
+        self._deliveries: list[RemoteDelivery] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        import json
+
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            delivery = RemoteDelivery(**json.loads(line))
+            with self._cond:
+                self._deliveries.append(delivery)
+                self._cond.notify_all()
+
+    def url_for(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def url(self) -> str:
+        return self.url_for("/webhook")
+
+    @property
+    def deliveries(self) -> list[RemoteDelivery]:
+        with self._cond:
+            return list(self._deliveries)
+
+    def wait_for(self, n: int, timeout: float) -> list[RemoteDelivery]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._deliveries) >= n, timeout):
+                raise TimeoutError(f"{len(self._deliveries)} of {n} deliveries in {timeout} s")
+            return self._deliveries[:n]
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(15)
+        except Exception:
+            self._proc.kill()
+            self._proc.wait(5)
+        self._reader.join(5)
+
+    def __enter__(self) -> ProcessReceiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -162,9 +162,7 @@ def bench_memory(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
     console.print(f"[bold]memory[/bold]: backlog {backlog:,}, worker churns {churn:g} s")
     settings = {"retry_schedule": [3600, 3600], "auto_disable_after": 0}
     with SimpleServer(webhooks=settings) as server, from_uri(server.uri) as client:
-        hooks = [
-            client.webhooks.register(f"{DEAD}/hook{i}", secret=SECRET).id for i in range(10)
-        ]
+        hooks = [client.webhooks.register(f"{DEAD}/hook{i}", secret=SECRET).id for i in range(10)]
         # Warm-up: one failed attempt per webhook, so the worker, its HTTP client
         # and the attempt log are all in use before the baseline is taken.
         for hook in hooks:
@@ -243,6 +241,7 @@ def bench_latency(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
         f"[bold]latency[/bold]: {rounds} rounds x {per_block} writes for 0, 1, 10 webhooks"
     )
     times: dict[int, list[float]] = {n: [] for n in configs}
+    cpu: dict[int, float] = dict.fromkeys(configs, 0.0)
     with (
         WebhookReceiver(secret=SECRET) as receiver,
         SimpleServer(webhooks=FAST_RETRIES) as server,
@@ -259,12 +258,14 @@ def bench_latency(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
         server.drain(timeout=60)
         for r in range(rounds):
             for n in order[r % 3 :] + order[: r % 3]:
+                cpu_start = time.process_time()
                 times[n] += time_calls(
                     lambda i, n=n, r=r: containers[n].write_array(SMALL, key=f"r{r}-{i}"),
                     repeat=per_block,
                     budget=60,
                 )
                 server.drain(timeout=120)
+                cpu[n] += time.process_time() - cpu_start
         expected = sum(n for n in configs) * (rounds * per_block + 5)
         delivered = len(receiver.deliveries)
     base = p50(times[0])
@@ -275,7 +276,8 @@ def bench_latency(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
             "",
             {0: "~94 ms", 1: "", 10: "~206 ms"}[n],
             None,
-            note=f"n={len(times[n])}",
+            note=f"n={len(times[n])}, CPU {ms(cpu[n] / len(times[n]))} per write "
+            "with its deliveries",
         )
         for n in configs
     ]
@@ -295,6 +297,10 @@ def bench_latency(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
             p50(times[10]) / base <= 1.2,
         ),
     ]
+    cpu_ratio = (cpu[10] / len(times[10])) / (cpu[0] / len(times[0]))
+    rows.append(
+        Row("  ratio of CPU per write (10 webhooks / 0)", f"{cpu_ratio:.2f}x", "", "", None)
+    )
     notes = [f"latency: {delivered:,} deliveries received of {expected:,} expected."]
     return rows, notes
 
@@ -421,12 +427,14 @@ def bench_throughput(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
         record_time = time.monotonic() - t0
         assert pending_count(server) == total, "the fan-out did not queue every delivery"
         start = time.time()
+        cpu_start = time.process_time()
         server.run(worker.start())
         wait_until(lambda: len(receiver.deliveries) >= total, timeout=timeout, what="deliveries")
         received = receiver.deliveries
         last = max(d.received_at.timestamp() for d in received)
         server.drain(timeout=timeout)
         recorded = time.time()
+        engine_cpu = (time.process_time() - cpu_start) / total
         engine_rate = total / (last - start)
         recorded_rate = total / (recorded - start)
         unique = len({d.event_id for d in received})
@@ -468,10 +476,13 @@ def bench_throughput(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
 
         # The physical limit: the same requests, plain httpx, same receiver.
         physical: dict[int, float] = {}
+        physical_cpu: dict[int, float] = {}
         subset = requests[: min(len(requests), args.replay)]
         for concurrency in (1, 4, 8):
             receiver.clear()
+            cpu_start = time.process_time()
             elapsed = replay(subset, concurrency)
+            physical_cpu[concurrency] = (time.process_time() - cpu_start) / len(subset)
             assert len(receiver.deliveries) == len(subset)
             physical[concurrency] = len(subset) / elapsed
     best = max(physical, key=physical.__getitem__)
@@ -500,6 +511,14 @@ def bench_throughput(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
             None,
             note=", ".join(f"{c} at a time: {r:.0f}/s" for c, r in physical.items())
             + f"; {len(subset):,} requests",
+        ),
+        Row(
+            "  CPU per delivery: engine / plain httpx (sender + receiver)",
+            f"{ms(engine_cpu)} / {ms(physical_cpu[best])}",
+            "",
+            "",
+            None,
+            note=f"CPU-bound rates {1 / engine_cpu:.0f}/s vs {1 / physical_cpu[best]:.0f}/s",
         ),
         Row(
             "  deliveries/s until every attempt is recorded (drain)",
@@ -550,7 +569,7 @@ if __name__ == "__main__":
     add_common_arguments(parser)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument(
-        "--events", type=int, help="throughput: events (x 10 webhooks); default 1000, quick 300"
+        "--events", type=int, help="throughput: events (x 10 webhooks); default 1000, quick 200"
     )
     parser.add_argument(
         "--backlog", type=int, help="memory: pending deliveries; default 100000 (quick too)"
@@ -558,12 +577,14 @@ if __name__ == "__main__":
     parser.add_argument(
         "--replay",
         type=int,
-        default=5000,
-        help="throughput: requests replayed per concurrency level for the physical limit",
+        help="throughput: requests replayed per concurrency level for the physical limit; "
+        "default 3000, quick 1000",
     )
     parsed = parser.parse_args()
     if parsed.events is None:
-        parsed.events = 300 if parsed.quick else 1000
+        parsed.events = 200 if parsed.quick else 1000
+    if parsed.replay is None:
+        parsed.replay = 1000 if parsed.quick else 3000
     if parsed.backlog is None:
         parsed.backlog = 100_000
     quiet_logs()

@@ -158,6 +158,8 @@ def _end_process_group(pgid: int | None) -> list[str]:
 
 
 def _describe_cell(path: Path, nb: Any, index: int, fences: list[int]) -> str:
+    if index < 0:
+        return f"{path.name}: before the first cell (starting the kernel)"
     if index >= len(nb.cells) or nb.cells[index].metadata.get("hookbook_runner_check"):
         return f"{path.name}: the runner's clean-up check (after the last cell)"
     code_index = sum(1 for c in nb.cells[:index] if c.cell_type == "code")

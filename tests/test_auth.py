@@ -164,7 +164,7 @@ def test_client_with_a_read_only_key(server):
             client["a"].close_stream()
         with pytest.raises(PermissionDeniedError, match="read:webhooks"):
             client.webhooks.list_all()
-        assert "nope" not in client.keys()
+        assert "nope" not in client
 
 
 def test_client_with_a_write_only_key(server):

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 
 from hookbook.client import ArrayNode, Container, TableNode, from_uri
 from hookbook.config import Limits
+from hookbook.db import nodes
 from hookbook.errors import (
     AlreadyExistsError,
     ClientInputError,
@@ -72,11 +75,29 @@ def test_works_inside_a_running_event_loop(server):
 
 
 def test_navigation_and_paging(server, client):
-    store = server.app.state.services.store
+    db = server.app.state.services.db
 
-    async def many():
-        for i in range(105):
-            await store.create("", f"n{i:03d}", "container")
+    async def many():  # more than one page (100), in one transaction: fast
+        stamp = datetime.now(UTC)
+        async with db.write() as tx:
+            root = (await tx.execute(sa.select(nodes.c.id).where(nodes.c.path == ""))).scalar()
+            rows = [
+                {
+                    "parent_id": root,
+                    "key": f"n{i:03d}",
+                    "path": f"n{i:03d}",
+                    "structure_family": "container",
+                    "metadata": {},
+                    "specs": [],
+                    "structure": None,
+                    "data_file": None,
+                    "stream_closed": False,
+                    "time_created": stamp,
+                    "time_updated": stamp,
+                }
+                for i in range(105)
+            ]
+            await tx.execute(nodes.insert(), rows)
 
     server.run(many())
     keys = client.keys()
@@ -184,6 +205,10 @@ def test_array_append_2d_rows(client):
     with pytest.raises(ValueError, match="rows must have shape"):
         node.append(np.ones(6, dtype=np.int64))  # not silently reshaped into two rows
     assert node.refresh().shape == (4, 3)
+    named = client.write_array(np.zeros((1, 2)), key="named", dims=["time", "x"])
+    named.append(np.ones((2, 2)))
+    assert named.refresh().structure["dims"] == ["time", "x"]  # kept by appends
+    assert named.shape == (3, 2)
     scalar = client.write_array(np.array(1.5), key="scalar")
     with pytest.raises(ValueError, match="0-d"):
         scalar.append([1.0])

@@ -8,7 +8,6 @@ completes every one of them (at least once: receivers dedupe by event id).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
@@ -19,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
 
+from conftest import wait_until
 from hookbook.client import from_uri
 from hookbook.config import parse_settings
 from hookbook.server import SimpleServer
@@ -141,7 +140,7 @@ CHILD = textwrap.dedent(
     server = SimpleServer(
         sys.argv[1],
         api_key=sys.argv[2],
-        webhooks={"retry_schedule": [0.3, 0.3, 0.3, 0.3], "lease_seconds": 1,
+        webhooks={"retry_schedule": [0.3] * 20, "lease_seconds": 1,
                   "max_in_flight_per_host": 2},
     )
     print(server.uri, flush=True)
@@ -150,30 +149,32 @@ CHILD = textwrap.dedent(
 )
 
 
-def _start_child(directory: Path) -> tuple[subprocess.Popen[str], str]:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(directory), API_KEY],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _start_child(directory: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
+    with log.open("w") as stderr:  # a file, not a pipe nobody drains
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(directory), API_KEY],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     line: list[str] = []
     reader = threading.Thread(target=lambda: line.append(child.stdout.readline()), daemon=True)
     reader.start()
     reader.join(30)
     if not line or not line[0].startswith("http"):
         child.kill()
-        _, err = child.communicate(timeout=10)
-        raise AssertionError(f"the server process did not start: {err}")
+        child.communicate(timeout=10)
+        raise AssertionError(f"the server process did not start: {log.read_text()}")
     return child, line[0].strip()
 
 
 @pytest.mark.slow
 def test_kill_9_loses_nothing(tmp_path):
+    data = tmp_path / "data"
     with WebhookReceiver() as hanging, WebhookReceiver() as failing:
         hanging.delay(30)  # in flight when the process dies
         failing.fail_next(1000)  # pending, between retries, when the process dies
-        child, uri = _start_child(tmp_path)
+        child, uri = _start_child(data, tmp_path / "child.log")
         try:
             with from_uri(uri) as client:
                 slow = client.webhooks.register(hanging.url)
@@ -183,13 +184,13 @@ def test_kill_9_loses_nothing(tmp_path):
 
                 def in_flight_and_retrying() -> bool:
                     leased = rows(
-                        tmp_path,
+                        data,
                         "SELECT COUNT(*) FROM deliveries WHERE webhook_id = ? "
                         "AND lease_token IS NOT NULL",
                         slow.id,
                     )[0][0]
                     retried = rows(
-                        tmp_path,
+                        data,
                         "SELECT MIN(attempts) FROM deliveries WHERE webhook_id = ?",
                         flaky.id,
                     )[0][0]
@@ -200,16 +201,14 @@ def test_kill_9_loses_nothing(tmp_path):
             child.send_signal(signal.SIGKILL)
             child.communicate(timeout=10)
         assert child.returncode == -signal.SIGKILL
-        states = rows(tmp_path, "SELECT outcome FROM deliveries")
+        states = rows(data, "SELECT outcome FROM deliveries")
         assert len(states) == 10
         assert {s for (s,) in states} == {"pending"}
 
         hanging.clear()
         failing.clear()
         with (
-            SimpleServer(
-                tmp_path, api_key=API_KEY, webhooks={"retry_schedule": [0.3, 0.3, 0.3, 0.3]}
-            ) as server,
+            SimpleServer(data, api_key=API_KEY, webhooks={"retry_schedule": [0.3] * 20}) as server,
             from_uri(server.uri) as client,
         ):
             server.drain(timeout=20)
@@ -232,9 +231,7 @@ def test_kill_9_loses_nothing(tmp_path):
 # --------------------------------------------------------------------------- #
 
 
-def test_close_with_a_hanging_receiver_returns_promptly_and_keeps_the_delivery(
-    tmp_path, receiver
-):
+def test_close_with_a_hanging_receiver_returns_promptly_and_keeps_the_delivery(tmp_path, receiver):
     receiver.delay(30)
     server = SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]})
     try:
@@ -276,9 +273,9 @@ def test_a_commit_wakes_the_worker(receiver):
     ):
         client.webhooks.register(receiver.url)
         client.create_container("a")
-        (first,) = receiver.wait_for(1, timeout=1.5)
+        (first,) = receiver.wait_for(1, timeout=2)
         client.create_container("b")
-        receiver.wait_for(2, timeout=1.5)
+        receiver.wait_for(2, timeout=2)
         assert first.key == "a"
 
 
@@ -302,19 +299,36 @@ def test_a_slow_endpoint_does_not_hold_up_a_healthy_one():
         healthy.wait_for(2, timeout=3)
 
 
+def test_in_flight_per_endpoint_is_bounded(receiver):
+    settings = {"max_in_flight_per_host": 2, "retry_schedule": [0.01]}
+    with SimpleServer(webhooks=settings) as server, from_uri(server.uri) as client:
+        for i in range(6):
+            client.webhooks.register(receiver.url_for(f"/h{i}"))
+        receiver.delay(0.3)
+        client.create_container("a")  # one commit, six deliveries to one endpoint
+        deliveries = receiver.wait_for(6, timeout=10)
+        server.drain()
+    # The receiver answers 0.3 s after a request arrives; the worker starts the
+    # next one only once an answer is in. So no three requests ever overlap.
+    starts = sorted(d.received_at for d in deliveries)
+    for first, third in zip(starts, starts[2:], strict=False):
+        assert (third - first).total_seconds() >= 0.25, starts
+
+
 def test_a_dead_endpoint_does_not_hold_up_a_healthy_one(receiver):
     dead = WebhookReceiver().start()
     dead_url = dead.url
     dead.stop()
-    settings = {"max_in_flight": 4, "max_in_flight_per_host": 2, "retry_schedule": [0.01] * 5}
+    settings = {"max_in_flight": 4, "max_in_flight_per_host": 2, "retry_schedule": [0.01] * 3}
     with SimpleServer(webhooks=settings) as server, from_uri(server.uri) as client:
-        for i in range(8):
+        for i in range(6):
             client.webhooks.register(f"{dead_url}/{i}")
-        client.webhooks.register(receiver.url)
-        for key in ("a", "b", "c"):
+        healthy = client.webhooks.register(receiver.url)
+        for key in ("a", "b"):
             client.create_container(key)
-        receiver.wait_for(3, timeout=5)
+        receiver.wait_for(2, timeout=5)
         server.drain(timeout=20)
+        assert [d.outcome for d in client.webhooks.history(healthy.id)] == ["success"] * 2
 
 
 class SlowResolver:
@@ -351,3 +365,40 @@ def test_a_slow_dns_answer_does_not_hold_up_others():
         healthy.wait_for(2, timeout=3)
         assert slow.deliveries == []
         assert "slow-dns.test" in resolver.asked
+
+
+# --------------------------------------------------------------------------- #
+# Retention
+# --------------------------------------------------------------------------- #
+
+
+def test_retention_prunes_settled_history_only(tmp_path, receiver):
+    refused = WebhookReceiver().start()
+    dead_url = refused.url
+    refused.stop()
+    with (
+        SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01, 60]}) as server,
+        from_uri(server.uri) as client,
+    ):
+        settled = client.webhooks.register(receiver.url)
+        pending = client.webhooks.register(dead_url)
+        client.create_container("a")
+        receiver.wait_for(1, timeout=10)
+        wait_until(
+            lambda: client.webhooks.history(pending.id)[0].attempts == 2,
+            timeout=10,
+            message="two refused attempts",
+        )
+        assert client.webhooks.history(settled.id)[0].outcome == "success"
+    # A retention shorter than the records' age: the next start prunes.
+    short = {"retry_schedule": [0.01, 60], "retention_days": 1e-9}
+    with SimpleServer(tmp_path, webhooks=short) as server, from_uri(server.uri) as client:
+        wait_until(
+            lambda: client.webhooks.history(settled.id) == [],
+            timeout=5,
+            message="settled history pruned",
+        )
+        (kept,) = client.webhooks.history(pending.id)
+        assert kept.outcome == "pending"
+        assert kept.attempts == 2
+        assert client.webhooks.delivery(kept.id).payload["key"] == "a"

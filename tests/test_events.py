@@ -15,15 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import wait_until
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
+from conftest import wait_until
 from hookbook.catalog import files
 from hookbook.client import from_uri
 from hookbook.db import events, nodes
 from hookbook.errors import HookbookError, StreamClosedError
 from hookbook.server import SimpleServer
+from test_store import empty_database, pg_module_url  # noqa: F401 - a shared PG database
 
 CREATED = {"type", "timestamp", "key", "path", "structure_family", "specs", "metadata"}
 UPDATED = {"type", "timestamp", "key", "path", "specs", "metadata"}
@@ -32,7 +33,10 @@ BARE = {"type", "timestamp", "key", "path"}
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def server(request: pytest.FixtureRequest):
-    database = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    database = None
+    if request.param == "postgres":
+        database = request.getfixturevalue("pg_module_url")
+        asyncio.run(empty_database(database))
     with SimpleServer(database=database) as srv:
         yield srv
 
@@ -341,6 +345,7 @@ def test_a_reader_at_the_moment_of_the_event_sees_the_data(sqlite_server):
     url = f"{server.base_url}/api/v1"
     seen: dict[str, object] = {}
     threads: list[threading.Thread] = []
+    tasks: list[asyncio.Task] = []
 
     def read_over_http(path: str) -> None:
         with httpx.Client(headers=headers(server)) as http:
@@ -360,7 +365,7 @@ def test_a_reader_at_the_moment_of_the_event_sees_the_data(sqlite_server):
         loop = asyncio.get_running_loop()
 
         def after_commit() -> None:
-            loop.create_task(read_from_store(segments))
+            tasks.append(loop.create_task(read_from_store(segments)))
             thread = threading.Thread(target=read_over_http, args=(path,))
             threads.append(thread)
             thread.start()

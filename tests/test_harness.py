@@ -122,9 +122,8 @@ def test_a_second_server_on_a_busy_directory_is_refused(tmp_path):
         with from_uri(first.uri) as client:
             client.create_container("still-here")
     assert tmp_path.is_dir()
-    with SimpleServer(tmp_path) as again:
-        with from_uri(again.uri) as client:
-            assert client.keys() == ["still-here"]
+    with SimpleServer(tmp_path) as again, from_uri(again.uri) as client:
+        assert client.keys() == ["still-here"]
 
 
 def test_a_directory_path_with_spaces(tmp_path):
@@ -134,10 +133,9 @@ def test_a_directory_path_with_spaces(tmp_path):
         with from_uri(server.uri) as client:
             client.write_array(np.arange(3), key="a")
             client.write_table({"x": [1]}, key="t")
-    with SimpleServer(directory) as server:
-        with from_uri(server.uri) as client:
-            assert client["a"].read().tolist() == [0, 1, 2]
-            assert client["t"].read()["x"].tolist() == [1]
+    with SimpleServer(directory) as server, from_uri(server.uri) as client:
+        assert client["a"].read().tolist() == [0, 1, 2]
+        assert client["t"].read()["x"].tolist() == [1]
     assert (directory / "hookbook.db").exists()
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from hookbook.client import from_uri
 from hookbook.db import Database, events, metadata, nodes
+from hookbook.errors import ConfigurationError
 from hookbook.migrations import HEAD_REVISION, alembic_config, prepare_database
 from hookbook.server import SimpleServer
 from hookbook.testing import WebhookReceiver
@@ -41,11 +42,11 @@ def run_on(url: str, work):
 async def _make_old_database(conn) -> None:
     """A catalog at revision 0001 (before webhooks) with a node and an event in it."""
     await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0001"))
-    stamp = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    stamp = datetime.now(UTC)  # recent: older events may be pruned by retention
     common = {"specs": [], "structure": None, "data_file": None, "stream_closed": False}
-    await conn.execute(
+    # No explicit ids: on PostgreSQL they would leave the sequences behind.
+    root = await conn.execute(
         nodes.insert().values(
-            id=1,
             parent_id=None,
             key="",
             path="",
@@ -58,8 +59,7 @@ async def _make_old_database(conn) -> None:
     )
     await conn.execute(
         nodes.insert().values(
-            id=2,
-            parent_id=1,
+            parent_id=root.inserted_primary_key[0],
             key="legacy",
             path="legacy",
             structure_family="container",
@@ -71,7 +71,6 @@ async def _make_old_database(conn) -> None:
     )
     await conn.execute(
         events.insert().values(
-            id=1,
             type="container-child-created",
             path="legacy",
             body='{"type": "container-child-created"}',
@@ -109,16 +108,19 @@ def check_upgrade(url: str, directory) -> None:
     assert before["revision"] == "0001"
     assert "webhooks" not in before["tables"]
 
-    with WebhookReceiver() as receiver:
-        with SimpleServer(directory, database=url, webhooks={"retry_schedule": [0.01]}) as server:
-            with from_uri(server.uri) as client:
-                assert client.keys() == ["legacy"]
-                assert client["legacy"].metadata == {"from": "0001"}
-                # The tables of 0002 work: a webhook delivers.
-                client.webhooks.register(receiver.url)
-                client["legacy"].write_array(np.arange(3), key="new")
-            (delivery,) = receiver.wait_for(1, timeout=10)
-            server.drain()
+    hooks = {"retry_schedule": [0.01]}
+    with (
+        WebhookReceiver() as receiver,
+        SimpleServer(directory, database=url, webhooks=hooks) as server,
+    ):
+        with from_uri(server.uri) as client:
+            assert client.keys() == ["legacy"]
+            assert client["legacy"].metadata == {"from": "0001"}
+            # The tables of 0002 work: a webhook delivers.
+            client.webhooks.register(receiver.url)
+            client["legacy"].write_array(np.arange(3), key="new")
+        (delivery,) = receiver.wait_for(1, timeout=10)
+        server.drain()
     assert delivery.json["path"] == ["legacy", "new"]
 
     after = run_on(url, _state)
@@ -157,9 +159,8 @@ def check_new_database(url: str) -> None:
 
 def test_a_new_sqlite_database_is_created_at_head(tmp_path):
     check_new_database(sqlite_url(tmp_path))
-    with SimpleServer(tmp_path) as server:
-        with from_uri(server.uri) as client:
-            client.create_container("c")
+    with SimpleServer(tmp_path) as server, from_uri(server.uri) as client:
+        client.create_container("c")
     assert run_on(sqlite_url(tmp_path), _state)["revision"] == HEAD_REVISION
 
 
@@ -190,7 +191,7 @@ def test_tables_without_a_revision_are_refused_clearly(tmp_path):
         await conn.run_sync(metadata.create_all)
 
     run_on(sqlite_url(tmp_path), bare_tables)
-    with pytest.raises(RuntimeError, match="alembic_version"):
+    with pytest.raises(ConfigurationError, match="no alembic_version"):
         SimpleServer(tmp_path)
 
 
@@ -200,5 +201,5 @@ def test_a_database_from_a_newer_hookbook_is_refused_clearly(tmp_path):
         await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
 
     run_on(sqlite_url(tmp_path), from_the_future)
-    with pytest.raises(Exception, match="9999"):
+    with pytest.raises(ConfigurationError, match=r"revision '9999'.*newer hookbook"):
         SimpleServer(tmp_path)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 
+import httpx
 import pytest
 
+from conftest import wait_until
 from hookbook.client import from_uri
 from hookbook.errors import ConflictError
 from hookbook.server import SimpleServer
+from hookbook.server.services import Seams
 from hookbook.testing import ScriptedResponse, WebhookReceiver
-from conftest import wait_until
 
 FAST = {"retry_schedule": [0.01, 0.01]}
 
@@ -38,6 +42,17 @@ def client(server):
 def only_delivery(client, hook_id):
     (record,) = client.webhooks.history(hook_id)
     return client.webhooks.delivery(record.id)
+
+
+def leased(server: SimpleServer) -> int:
+    """How many deliveries a worker holds (in flight), read from the outbox."""
+    conn = sqlite3.connect(server.directory / "hookbook.db", timeout=10)
+    try:
+        return conn.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE lease_token IS NOT NULL"
+        ).fetchone()[0]
+    finally:
+        conn.close()
 
 
 def free_port() -> int:
@@ -358,3 +373,91 @@ def test_ping_is_retried_like_any_delivery(server, client, receiver):
     assert done.event_type == "ping"
     assert done.outcome == "success"
     assert done.attempts == 2
+
+
+def test_a_disabled_webhook_is_not_pinged(server, client, receiver):
+    hook = client.webhooks.register(receiver.url)
+    receiver.gone()
+    client.webhooks.ping(hook.id)
+    receiver.wait_for(1, timeout=10)
+    server.drain()
+    assert client.webhooks.get(hook.id).active is False
+    with pytest.raises(ConflictError, match="410 Gone") as caught:
+        client.webhooks.ping(hook.id)
+    assert "PATCH" in str(caught.value)
+    server.drain()
+    assert len(receiver.deliveries) == 1
+    assert len(client.webhooks.history(hook.id)) == 1
+
+
+def test_deleting_a_webhook_while_its_delivery_is_in_flight(server, client, receiver, caplog):
+    hook = client.webhooks.register(receiver.url)
+    receiver.delay(0.5)
+    client.create_container("a")
+    wait_until(lambda: leased(server) == 1, timeout=5, message="the delivery in flight")
+    client.webhooks.delete(hook.id)
+    receiver.wait_for(1, timeout=10)  # the answer comes after the webhook is gone
+    server.drain()
+    worker = server.app.state.services.worker
+    wait_until(lambda: worker.status()["in_flight"] == 0, timeout=10, message="worker idle")
+    # Nothing to record it against, and nothing went wrong either.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_read_timeout_is_retried_and_logged(receiver):
+    with (
+        SimpleServer(webhooks={"retry_schedule": [0.01], "read_timeout": 0.2}) as server,
+        from_uri(server.uri) as client,
+    ):
+        hook = client.webhooks.register(receiver.url)
+        receiver.delay(2)
+        client.create_container("a")
+        server.drain()
+        delivery = only_delivery(client, hook.id)
+        assert delivery.outcome == "failed"
+        assert delivery.attempts == 2
+        assert [a.error for a in delivery.attempt_log] == ["timeout: ReadTimeout"] * 2
+        assert "ReadTimeout" in delivery.error_detail
+
+
+def test_disabling_by_patch_settles_what_is_queued(receiver):
+    with (
+        SimpleServer(webhooks={"retry_schedule": [30]}) as server,
+        from_uri(server.uri) as client,
+    ):
+        hook = client.webhooks.register(receiver.url)
+        receiver.fail_next(1)
+        client.create_container("a")
+        receiver.wait_for(1, timeout=10)
+        wait_until(
+            lambda: client.webhooks.history(hook.id)[0].attempts == 1, timeout=5, message="retry"
+        )
+        client.webhooks.update(hook.id, active=False)
+        server.drain(timeout=5)
+        (record,) = client.webhooks.history(hook.id)
+        assert record.outcome == "failed"
+        assert "disabled by PATCH" in record.error_detail
+        assert len(receiver.deliveries) == 1
+
+
+def test_an_unexpected_error_while_sending_is_settled_not_retried(caplog):
+    calls = []
+
+    def broken(request):
+        calls.append(request)
+        raise RuntimeError("a bug in a transport")
+
+    seams = Seams(transport=httpx.MockTransport(broken))
+    with (
+        SimpleServer(webhooks=FAST, seams=seams) as server,
+        from_uri(server.uri) as client,
+    ):
+        hook = client.webhooks.register("http://127.0.0.1:9/hook")
+        client.create_container("a")
+        server.drain()
+        delivery = only_delivery(client, hook.id)
+    assert len(calls) == 1
+    assert delivery.outcome == "failed"
+    assert "internal error" in delivery.error_detail
+    assert "a bug in a transport" in delivery.error_detail
+    assert any(r.levelno == logging.ERROR for r in caplog.records)

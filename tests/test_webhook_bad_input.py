@@ -127,9 +127,7 @@ def test_missing_url(api):
     ],
 )
 def test_malformed_url(api, url):
-    body = assert_error(
-        api.http.post("/api/v1/webhooks/target/", json={"url": url}), 422, "url"
-    )
+    body = assert_error(api.http.post("/api/v1/webhooks/target/", json={"url": url}), 422, "url")
     assert body["error"] == "InvalidURLError"
 
 
@@ -138,9 +136,7 @@ def test_malformed_url(api, url):
     ["ftp://example.com/", "file:///etc/passwd", "javascript:alert(1)", "gopher://h/", "ws://h/"],
 )
 def test_scheme_other_than_http(api, url):
-    body = assert_error(
-        api.http.post("/api/v1/webhooks/target/", json={"url": url}), 422, "scheme"
-    )
+    body = assert_error(api.http.post("/api/v1/webhooks/target/", json={"url": url}), 422, "scheme")
     assert body["error"] == "InvalidURLError"
 
 
@@ -211,7 +207,9 @@ def test_malformed_json(api, content):
 
 def test_body_that_is_not_utf8(api):
     response = api.http.post(
-        "/api/v1/webhooks/target/", content=b"\xff\xfe", headers={"Content-Type": "application/json"}
+        "/api/v1/webhooks/target/",
+        content=b"\xff\xfe",
+        headers={"Content-Type": "application/json"},
     )
     assert response.status_code in (400, 422)
     assert response.json()["detail"]
@@ -326,6 +324,8 @@ def test_history_limit_bounds_are_accepted(api):
         ({"events": ["nope"]}, "events"),
         ({"events": ["stream-closed", "stream-closed"]}, "more than once"),
         ({"colour": "blue"}, "colour"),
+        ({"secret": ""}, "secret"),
+        ({"secret": "s" * 513}, "512"),
         ({"url": "http://127.0.0.1:9/" + "a" * 3000}, "2048"),
     ],
 )

@@ -256,6 +256,30 @@ def test_the_request_goes_to_the_checked_address_and_ignores_proxy_variables(
         assert request.extensions["sni_hostname"] == "hooks.example.com"
 
 
+def test_an_ipv6_target_is_pinned_too(dns):
+    capture = Capture()
+    seams = Seams(resolver=dns, transport=httpx.MockTransport(capture))
+    with SimpleServer(webhooks=PRODUCTION, seams=seams) as server, from_uri(server.uri) as client:
+        client.webhooks.register("https://v6.example.com:8443/hook")
+        client.create_container("a")
+        server.drain()
+    (request,) = capture.requests
+    assert request.url.host == "2606:2800:220:1:248:1893:25c8:1946"
+    assert request.url.port == 8443
+    assert request.headers["Host"] == "v6.example.com:8443"
+    assert request.extensions["sni_hostname"] == "v6.example.com"
+
+
+def test_patching_the_url_checks_it_like_a_registration(production):
+    with from_uri(production.uri) as client:
+        hook = client.webhooks.register("https://hooks.example.com/hook")
+        with pytest.raises(UnsafeURLError, match="loopback"):
+            client.webhooks.update(hook.id, url="https://localhost.example.com/hook")
+        with pytest.raises(InvalidURLError, match="https"):
+            client.webhooks.update(hook.id, url="http://hooks.example.com/hook")
+        assert client.webhooks.get(hook.id).url == "https://hooks.example.com/hook"
+
+
 def test_proxy_variables_do_not_divert_real_deliveries(monkeypatch):
     # A proxy on a dead port: a delivery that went through it would fail.
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
@@ -352,9 +376,8 @@ def test_secrets_are_encrypted_at_rest():
 
 def test_fail_closed_when_the_secret_cannot_be_decrypted(tmp_path):
     with WebhookReceiver(secret=SECRET) as receiver:
-        with SimpleServer(tmp_path, enable_webhooks=True) as server:
-            with from_uri(server.uri) as client:
-                hook = client.webhooks.register(receiver.url, secret=SECRET)
+        with SimpleServer(tmp_path, enable_webhooks=True) as server, from_uri(server.uri) as client:
+            hook = client.webhooks.register(receiver.url, secret=SECRET)
         other = {"secret_keys": ["another key entirely"], "retry_schedule": [0.01, 0.01]}
         with SimpleServer(tmp_path, webhooks=other) as server, from_uri(server.uri) as client:
             client.create_container("a")
@@ -406,6 +429,6 @@ def test_client_sees_unsafe_url_error(dns):
     with (
         SimpleServer(webhooks=PRODUCTION, seams=Seams(resolver=dns)) as server,
         from_uri(server.uri) as client,
+        pytest.raises(UnsafeURLError, match="loopback"),
     ):
-        with pytest.raises(UnsafeURLError, match="loopback"):
-            client.webhooks.register("https://localhost.example.com/")
+        client.webhooks.register("https://localhost.example.com/")

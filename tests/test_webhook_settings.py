@@ -93,7 +93,7 @@ def test_a_config_file_with_empty_secret_keys_is_refused(tmp_path):
             """
         )
     )
-    with pytest.raises(ConfigurationError, match="webhooks.secret_keys"):
+    with pytest.raises(ConfigurationError, match=r"webhooks\.secret_keys"):
         load_config(config)
 
 
@@ -105,7 +105,7 @@ def test_a_config_file_with_an_unset_secret_key_variable_is_refused(tmp_path):
     with pytest.raises(ConfigurationError, match="HOOKBOOK_TEST_UNSET"):
         load_config(config, environ={})
     # Set but empty: still refused, naming the setting.
-    with pytest.raises(ConfigurationError, match="webhooks.secret_keys"):
+    with pytest.raises(ConfigurationError, match=r"webhooks\.secret_keys"):
         load_config(config, environ={"HOOKBOOK_TEST_UNSET": ""})
 
 
@@ -217,7 +217,7 @@ def test_max_webhooks():
     with SimpleServer(webhooks={"max_webhooks": 2}) as server, from_uri(server.uri) as client:
         client.webhooks.register("http://127.0.0.1:9/a")
         second = client.webhooks.register("http://127.0.0.1:9/b")
-        with pytest.raises(ConflictError, match="webhooks.max_webhooks"):
+        with pytest.raises(ConflictError, match=r"webhooks\.max_webhooks"):
             client.webhooks.register("http://127.0.0.1:9/c")
         assert len(client.webhooks.list_all()) == 2
         client.webhooks.delete(second.id)

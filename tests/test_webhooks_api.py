@@ -72,7 +72,7 @@ def register(api: httpx.Client, url: str, path: str = "", **body: object) -> dic
 def test_register_write_deliver_history_through_raw_httpx(server, receiver):
     with http(server) as api, from_uri(server.uri) as client:
         hook = register(api, receiver.url)
-        assert TILED_WEBHOOK_FIELDS <= hook.keys()
+        assert hook.keys() >= TILED_WEBHOOK_FIELDS
         assert hook["url"] == receiver.url
         assert hook["events"] is None
         assert hook["active"] is True
@@ -133,7 +133,7 @@ def test_list_webhooks_on_a_node(server, receiver):
         assert [w["id"] for w in api.get("/api/v1/webhooks/target/a").json()] == [on_a["id"]]
         listed = api.get("/api/v1/webhooks/target/a/b").json()
         assert [w["id"] for w in listed] == [on_b["id"]]
-        assert TILED_WEBHOOK_FIELDS <= listed[0].keys()
+        assert listed[0].keys() >= TILED_WEBHOOK_FIELDS
         assert listed[0]["path"] == ["a", "b"]
         everything = api.get("/api/v1/webhooks/").json()
         assert sorted(w["id"] for w in everything) == sorted(
@@ -421,9 +421,7 @@ def test_without_a_key_is_401(server, receiver):
             response = api.request(method, route, json={"url": receiver.url})
             assert response.status_code == 401, (method, route)
             assert response.json()["error"] == "AuthenticationError"
-        wrong = api.get(
-            "/api/v1/webhooks/target/", headers={"Authorization": "Apikey not-the-key"}
-        )
+        wrong = api.get("/api/v1/webhooks/target/", headers={"Authorization": "Apikey not-the-key"})
         assert wrong.status_code == 401
 
 

@@ -45,13 +45,16 @@ def _serve(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": 5,
     }
     webhooks = "on" if settings.webhooks is not None else "off"
-    print(
-        f"hookbook {__version__} serving http://{args.host}:{args.port}/api/v1/ "
-        f"with {args.processes} process(es) (directory {settings.directory}, "
-        f"webhooks {webhooks}); Ctrl-C stops",
-        flush=True,
-    )
+
+    def banner(port: int) -> str:
+        return (
+            f"hookbook {__version__} serving http://{args.host}:{port}/api/v1/ "
+            f"with {args.processes} process(es) (directory {settings.directory}, "
+            f"webhooks {webhooks}); Ctrl-C stops"
+        )
+
     if args.processes > 1:
+        print(banner(args.port), flush=True)
         # uvicorn's supervisor binds once and starts N processes on the socket;
         # each builds its own app (and delivery worker) from the config file.
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
@@ -63,11 +66,45 @@ def _serve(args: argparse.Namespace) -> int:
         )
     else:
         app = create_app(settings)
-        uvicorn.Server(uvicorn.Config(app, **common)).run()
+        server = _single_server(uvicorn.Config(app, **common), banner)
+        try:
+            server.run()
+        except SystemExit:  # uvicorn exits when the lifespan fails: raise the app's error
+            if app.state.startup_error is None:
+                raise
         if app.state.startup_error is not None:
             raise app.state.startup_error
     print("hookbook stopped", flush=True)
     return 0
+
+
+def _single_server(config: Any, banner: Any) -> Any:
+    """A uvicorn server that prints where it listens once it does (``--port 0``
+    shows the real port), and treats SIGINT and SIGTERM as a request to stop:
+    it shuts down gracefully and returns, so the process exits with status 0
+    (plain uvicorn re-raises the signal after shutting down)."""
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                port = self.servers[0].sockets[0].getsockname()[1]
+                print(banner(port), flush=True)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
 
 
 def _run_worker_only(settings) -> int:  # type: ignore[no-untyped-def]

@@ -131,6 +131,9 @@ class Limits(_Strict):
     max_data_bytes: int = Field(
         1024**3, ge=1, description="Largest array or table upload (413 above)."
     )
+    max_metadata_depth: int = Field(
+        100, ge=1, le=200, description="Deepest nesting of objects and lists in metadata."
+    )
 
 
 class Settings(_Strict):

@@ -107,6 +107,13 @@ class CatalogStore:
     # ---- set-up -------------------------------------------------------------
 
     async def ensure_root(self) -> None:
+        try:
+            await self._ensure_root()
+        except sa.exc.IntegrityError:
+            # PostgreSQL: another process starting at the same moment inserted it first.
+            pass
+
+    async def _ensure_root(self) -> None:
         async with self.db.write() as tx:
             found = await tx.execute(sa.select(nodes.c.id).where(nodes.c.path == ""))
             if found.first() is None:
@@ -223,6 +230,14 @@ class CatalogStore:
             return {}
         if not isinstance(metadata, dict):
             raise ClientInputError(f"metadata must be a JSON object, not {type(metadata).__name__}")
+        depth = _nesting_depth(metadata)
+        if depth > self.limits.max_metadata_depth:
+            raise ClientInputError(
+                f"metadata is nested {depth} levels deep; the limit is "
+                f"{self.limits.max_metadata_depth}",
+                depth=depth,
+                limit=self.limits.max_metadata_depth,
+            )
         try:
             size = len(json.dumps(metadata, allow_nan=False).encode())
         except (TypeError, ValueError) as exc:
@@ -359,7 +374,7 @@ class CatalogStore:
                 return ArrayStructure.model_validate(structure).model_dump(mode="json")
             return TableStructure.model_validate(structure).model_dump(mode="json")
         except ValueError as exc:
-            raise ClientInputError(f"invalid {family} structure: {exc}") from None
+            raise ClientInputError(f"invalid {family} structure: {_first_problem(exc)}") from None
 
     async def _swap_data(
         self, node: Node, write_file: Callable[[], str], structure: dict[str, Any]
@@ -511,6 +526,14 @@ class CatalogStore:
                 raise InvalidDataError(str(exc)) from None
             if plan.conflict:
                 raise ConflictError(plan.conflict)
+            grown_bytes = int(np.prod(plan.new_shape, dtype=np.float64)) * dtype.itemsize
+            if grown_bytes > self.limits.max_data_bytes:
+                raise PayloadTooLargeError(
+                    f"the array would grow to shape {list(plan.new_shape)} "
+                    f"({grown_bytes} bytes); the limit is {self.limits.max_data_bytes}",
+                    size=grown_bytes,
+                    limit=self.limits.max_data_bytes,
+                )
             piece = _array_from_bytes(data, dtype, tuple(params.shape))
             old = files.read_array(self.directory, node.data_file)
             grown = np.zeros(plan.new_shape, dtype=dtype)
@@ -526,7 +549,10 @@ class CatalogStore:
 
     def _prepare_table(self, node: Node, table: Any) -> tuple[Callable[[], str], dict[str, Any]]:
         declared = TableStructure.model_validate(node.structure)
-        written = TableStructure.from_arrow_schema(table.schema)  # pandas index left out
+        try:
+            written = TableStructure.from_arrow_schema(table.schema)  # pandas index left out
+        except ValueError as exc:
+            raise InvalidDataError(f"invalid table: {_first_problem(exc)}") from None
         if declared.columns and list(written.columns) != list(declared.columns):
             raise InvalidDataError(
                 f"table has columns {list(written.columns)}; {list(declared.columns)} were declared"
@@ -647,6 +673,33 @@ class CatalogStore:
                 )
         files.remove(self.directory, [row.data_file for row in doomed])
         return len(doomed)
+
+
+def _first_problem(exc: ValueError) -> str:
+    """A pydantic ValidationError's first message (without its URL), or the text."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    return str(exc)
+
+
+def _nesting_depth(value: Any) -> int:
+    """How deeply objects and lists nest in ``value`` (``{}`` is 1), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _is_unique_violation(exc: Exception) -> bool:

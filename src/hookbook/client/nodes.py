@@ -175,7 +175,9 @@ class ArrayNode(_Stream):
             _route("array/full", self.path),
             content=array.tobytes(),
             params={
-                "offset": str(self.shape[0]),
+                # append=true: the server appends at the length it has then, so
+                # appends from several clients at once all land.
+                "append": "true",
                 "shape": ",".join(map(str, array.shape)),
                 "extend": "true",
             },

@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from ..db import Database, metadata
+from ..errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,10 @@ def _prepare(connection: sa.Connection) -> str:
     revision = _current_revision(connection)
     if revision is None:
         if sa.inspect(connection).has_table("nodes"):
-            raise RuntimeError("database has hookbook tables but no alembic_version")
+            raise ConfigurationError(
+                "database: it has hookbook tables but no alembic_version table, so its "
+                "schema revision is unknown; it was not made by hookbook's migrations"
+            )
         metadata.create_all(connection)
         connection.execute(
             sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
@@ -54,7 +58,15 @@ def _prepare(connection: sa.Connection) -> str:
     if revision == HEAD_REVISION:
         return "current"
     from alembic import command
+    from alembic.script import ScriptDirectory
 
+    script = ScriptDirectory.from_config(alembic_config(connection))
+    if revision not in {rev.revision for rev in script.walk_revisions()}:
+        raise ConfigurationError(
+            f"database: it is at schema revision {revision!r}, which this hookbook "
+            f"does not know (its newest is {HEAD_REVISION!r}); it was probably made by "
+            "a newer hookbook: upgrade hookbook to open it"
+        )
     logger.info("upgrading database from revision %s to %s", revision, HEAD_REVISION)
     command.upgrade(alembic_config(connection), "head")
     return f"upgraded from {revision}"

@@ -55,7 +55,8 @@ class WebhookPatch(BaseModel):
 
     url: str | None = None
     events: list[EventName] | None = None
-    secret: str | None = Field(None, max_length=MAX_SECRET_LENGTH)
+    # null removes the secret; "" is refused, as at registration.
+    secret: str | None = Field(None, min_length=1, max_length=MAX_SECRET_LENGTH)
     active: bool | None = None
 
     _check_events = field_validator("events")(classmethod(lambda cls, v: _events(v)))

@@ -447,7 +447,8 @@ class WebhookReceiver:
     Fault injection, each undone by :meth:`clear`: :meth:`fail_next`,
     :meth:`respond_with`, :meth:`reset_next` (these three append to one
     script, answered in order, after which the receiver answers normally),
-    :meth:`delay`, :meth:`gone`, and ``reject_bad_signatures``. A request
+    :meth:`delay` and :meth:`gone`. ``reject_bad_signatures`` and
+    ``default_status`` are configuration, kept by :meth:`clear`. A request
     gets, in this order of precedence: 410 if :meth:`gone` was called; 401 if
     its signature is rejected; the next scripted answer; the normal answer.
     Every request is recorded, with the status it was sent.

@@ -189,19 +189,6 @@ async def record(
     (another worker took the row after this one's lease ran out)."""
     now = time.time()
     async with db.write() as tx:
-        if result is not None:
-            await tx.execute(
-                attempts.insert().values(
-                    delivery_id=c.delivery_id,
-                    number=c.attempts_made + 1,
-                    started_at=result.started_at,
-                    duration_ms=result.duration_ms,
-                    status_code=result.status_code,
-                    error=result.error,
-                    response_excerpt=result.response_excerpt,
-                    address=result.address,
-                )
-            )
         values: dict[str, Any] = {
             "attempts": c.attempts_made + (1 if result is not None else 0),
             "outcome": decision.outcome,
@@ -223,7 +210,22 @@ async def record(
             .values(**values)
         )
         if updated.rowcount == 0:
+            # The lease was lost, or the delivery went with its webhook (deleted
+            # while in flight): nothing to log the attempt against.
             return False
+        if result is not None:
+            await tx.execute(
+                attempts.insert().values(
+                    delivery_id=c.delivery_id,
+                    number=c.attempts_made + 1,
+                    started_at=result.started_at,
+                    duration_ms=result.duration_ms,
+                    status_code=result.status_code,
+                    error=result.error,
+                    response_excerpt=result.response_excerpt,
+                    address=result.address,
+                )
+            )
         if decision.outcome == "success":
             await tx.execute(
                 webhooks.update()
@@ -251,7 +253,7 @@ async def _count_failure(
     values: dict[str, Any] = {"consecutive_failures": failures, "time_updated": ev.now()}
     reason = None
     if decision.disable_webhook:
-        reason = f"disabled: the endpoint answered 410 Gone ({decision.reason})"
+        reason = "disabled: the endpoint answered 410 Gone (no more deliveries wanted)"
     elif auto_disable_after and failures >= auto_disable_after:
         reason = (
             f"disabled after {failures} consecutive failed deliveries (last: {decision.reason})"

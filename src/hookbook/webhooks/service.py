@@ -296,8 +296,12 @@ class WebhookService:
         tx.new_deliveries += len(matching)
 
     async def ping(self, webhook_id: int) -> DeliveryRecord:
-        """Queue a ``ping`` event to one webhook, whatever its event filter."""
+        """Queue a ``ping`` event to one webhook, whatever its event filter.
+
+        A disabled webhook is not pinged (409, as for :meth:`redeliver`): its
+        endpoint may have answered 410 Gone; enable it with PATCH first."""
         hook = await self.get(webhook_id)
+        self._require_active(hook, "pinging")
         stamp = ev.now()
         payload = ev.Ping(timestamp=stamp, webhook_id=hook.id, url=hook.url)
         async with self.db.write() as tx:
@@ -315,11 +319,7 @@ class WebhookService:
         """Queue the same event again to the same webhook: a new record, the same event id."""
         original = await self.delivery(delivery_id)
         hook = await self.get(original.webhook_id)
-        if not hook.active:
-            raise ConflictError(
-                f"webhook {hook.id} is disabled ({hook.disabled_reason}); "
-                "enable it with PATCH before redelivering"
-            )
+        self._require_active(hook, "redelivering")
         async with self.db.write() as tx:
             row = (
                 await tx.execute(
@@ -337,6 +337,15 @@ class WebhookService:
                 redelivery_of=delivery_id,
             )
         return await self.delivery(new_id)
+
+    @staticmethod
+    def _require_active(hook: WebhookRecord, doing: str) -> None:
+        if not hook.active:
+            raise ConflictError(
+                f"webhook {hook.id} is {hook.disabled_reason or 'disabled'}; "
+                f"enable it with PATCH before {doing}",
+                webhook_id=hook.id,
+            )
 
     @staticmethod
     async def _queue(

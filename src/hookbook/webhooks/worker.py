@@ -66,7 +66,7 @@ class DeliveryWorker:
         self._per_endpoint: dict[str, int] = defaultdict(int)
         self._endpoint_webhooks: dict[str, set[int]] = defaultdict(set)
         self._stopping = False
-        self._last_prune = 0.0
+        self._last_prune = -_PRUNE_EVERY  # prune at start (monotonic time may be < 1 h)
         self.state = "stopped"
         self.last_error: str | None = None
         #: Called with (attempt result or None, decision) after each recorded attempt.
@@ -276,7 +276,8 @@ class DeliveryWorker:
                     self.observer(result, decision)
                 if not kept:
                     logger.warning(
-                        "delivery %s: lease lost before recording; another worker owns it",
+                        "delivery %s: not recorded: its lease ran out (another worker has "
+                        "it) or it was settled or deleted meanwhile",
                         c.delivery_id,
                     )
                 return

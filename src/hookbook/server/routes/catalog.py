@@ -55,6 +55,8 @@ async def _json(request: Request, store: CatalogStore) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise ClientInputError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ClientInputError("body is not usable JSON: it is nested too deeply") from None
 
 
 def _parse(model: type[Any], data: Any) -> Any:
@@ -242,14 +244,22 @@ async def patch_array(
     shape: str | None = None,
     extend: bool = False,
     persist: bool = True,
+    append: bool = False,
 ) -> dict[str, Any]:
+    """``append=true`` (hookbook's own, instead of ``offset``) appends along the
+    first axis at the length the array has when the write lands, so concurrent
+    appends never overwrite one another."""
     try:
         params = protocol.ArrayPatchParams.from_query(
-            offset=offset, shape=shape, extend=extend, persist=persist
+            offset="0" if append else offset, shape=shape, extend=extend, persist=persist
         )
     except ValueError as exc:
         raise ClientInputError(str(exc)) from None
-    node = await store.patch_array(path, await _body(request, store), params)
+    body = await _body(request, store)
+    if append:
+        node = await store.append_array(path, body, params.shape)
+    else:
+        node = await store.patch_array(path, body, params)
     return node.structure or {}
 
 
@@ -283,8 +293,8 @@ async def get_array(
     slice: str | None = None,
     expected_shape: str | None = None,
 ) -> Response:
-    node = await store.get(path)
-    return _array_response(store.read_array(node), slice, expected_shape)
+    _, array = await store.load_array(path)
+    return _array_response(array, slice, expected_shape)
 
 
 @router.get("/array/block/{path:path}", summary="Read a block of an array (one block per axis)")
@@ -296,8 +306,7 @@ async def get_array_block(
     slice: str | None = None,
     expected_shape: str | None = None,
 ) -> Response:
-    node = await store.get(path)
-    array = store.read_array(node)
+    _, array = await store.load_array(path)
     try:
         index = protocol.parse_int_tuple(block, name="block") if array.ndim else ()
     except ValueError as exc:
@@ -346,8 +355,8 @@ async def get_table(
     _: ReadMetadata,
     column: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
-    node = await store.get(path)
-    return _arrow_file(_columns(store.read_table(node), column))
+    _, table = await store.load_table(path)
+    return _arrow_file(_columns(table, column))
 
 
 def _only_partition_zero(partition: int) -> None:
@@ -366,8 +375,8 @@ async def get_partition(
     column: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
     _only_partition_zero(partition)
-    node = await store.get(path)
-    return _arrow_file(_columns(store.read_table(node), column))
+    _, table = await store.load_table(path)
+    return _arrow_file(_columns(table, column))
 
 
 @router.put("/table/partition/{path:path}", summary="Replace a table partition")
