@@ -61,7 +61,8 @@ def test_demo_prints_deliveries_and_history() -> None:
     assert all(
         row.split()[3:] in (["success", "1", "200"], ["success", "2", "200"]) for row in history
     )
-    assert "verified: the receiver checked each signature" in text
+    assert "verified: the receiver checked each signature with the webhook's secret " in text
+    assert "(scheme: standard-webhooks;" in text
     assert history[0].split()[4] == "2"  # the retried one
 
     assert "5 events delivered, each signed and verified; 1 retry" in text

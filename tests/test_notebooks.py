@@ -9,6 +9,11 @@ with the notebook, the cell (index, code-cell number, line in the ``.md``)
 and the traceback; so does a Python warning on stderr, or a server,
 receiver or process left running. The kernel is shut down afterwards.
 
+The selected notebooks start together when the first of them is needed, as
+many at a time as there are CPUs (each in its own kernel, with its own
+servers on free ports); each test then waits for its own notebook. So the
+session takes about as long as the slowest notebooks, not their sum.
+
 Run every notebook::
 
     pytest tests/test_notebooks.py
@@ -25,10 +30,13 @@ The PostgreSQL part of ``05-running-in-production`` runs only when
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,9 +59,29 @@ kernelspec:
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def kernel_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield write_kernelspec(tmp_path_factory.mktemp("kernels"))
+
+
+@pytest.fixture(scope="session")
+def notebook_runs(
+    request: pytest.FixtureRequest, kernel_dirs: Path
+) -> Iterator[dict[Path, Future[Any]]]:
+    """Start every selected tutorial notebook, one per CPU at a time; waits for all at the end."""
+    selected = [
+        item.callspec.params["notebook"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_notebook" and hasattr(item, "callspec")
+    ]
+    workers = max(1, min(len(selected), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook") as pool:
+        runs = {path: pool.submit(run_notebook, path, kernel_dirs=kernel_dirs) for path in selected}
+        try:
+            yield runs
+        finally:
+            for run in runs.values():
+                run.cancel()  # the ones not started yet (after -x, or Ctrl-C)
 
 
 def test_the_five_tutorials_exist() -> None:
@@ -61,8 +89,8 @@ def test_the_five_tutorials_exist() -> None:
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook(notebook: Path, kernel_dirs: Path) -> None:
-    nb = run_notebook(notebook, kernel_dirs=kernel_dirs)
+def test_notebook(notebook: Path, notebook_runs: dict[Path, Future[Any]]) -> None:
+    nb = notebook_runs[notebook].result()  # raises NotebookFailed, naming notebook and cell
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code, f"{notebook.name} has no code cells"
 

@@ -6,6 +6,7 @@ the management routes beyond Tiled are checked here too.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -112,6 +113,12 @@ def test_empty_events_list_is_stored_and_returned_as_null(server, receiver):
     with http(server) as api:
         hook = register(api, receiver.url, events=[])
         assert hook["events"] is None
+        conn = sqlite3.connect(server.directory / "hookbook.db")
+        try:
+            stored = conn.execute("SELECT events FROM webhooks WHERE id = ?", (hook["id"],))
+            assert stored.fetchall() == [("null",)]  # JSON null, not "[]"
+        finally:
+            conn.close()
         (listed,) = api.get("/api/v1/webhooks/target/").json()
         assert listed["events"] is None
         assert api.get(f"/api/v1/webhooks/{hook['id']}").json()["events"] is None

@@ -22,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import load_config
     from .db import is_sqlite
     from .server.app import CONFIG_ENV, create_app
+    from .server.http import NoDelayH11Protocol
 
     settings = load_config(args.config)
     if args.worker_only:
@@ -38,7 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "lifespan": "on",
         "loop": "asyncio",
-        "http": "h11",
+        "http": NoDelayH11Protocol,
         "ws": "none",
         "log_config": None,
         "access_log": False,

@@ -198,10 +198,12 @@ def run_demo(show_json: bool = False, console: Console | None = None) -> int:
 
     console.print()
     console.print(_deliveries_table(deliveries))
+    schemes = sorted({d.signature_scheme for d in deliveries if d.signature_scheme})
     console.print(
         Text(
             "verified: the receiver checked each signature with the webhook's secret "
-            "(Standard Webhooks: HMAC-SHA256 over id.timestamp.body).",
+            f"(scheme: {', '.join(schemes) or 'none'}; Standard Webhooks signs "
+            "id.timestamp.body with HMAC-SHA256).",
             style="dim",
         )
     )
@@ -237,7 +239,8 @@ def run_demo(show_json: bool = False, console: Console | None = None) -> int:
         )
     )
     console.print(
-        "Next: the tutorials in notebooks/ (start with 01-webhooks-in-ten-minutes.md), "
-        "or `hookbook receive` to watch deliveries from your own server."
+        "Next: the tutorials (the notebooks/ folder of the source, and the documentation), "
+        'starting with "Webhooks in ten minutes"; or `hookbook receive` to watch the '
+        "deliveries of your own server."
     )
     return 0

@@ -36,6 +36,7 @@ import uvicorn
 
 from .config import parse_settings
 from .server.app import create_app
+from .server.http import NoDelayH11Protocol
 from .server.services import Seams
 from .webhooks.secrets import generate_key
 
@@ -188,7 +189,6 @@ class SimpleServer:
                 "secret_keys": [state["secret_key"]],
                 **dict(webhooks),
             }
-            self.webhook_secret_key = webhook_settings["secret_keys"][0]
         if changed:
             _save_state(self.directory, state)
         self.settings = parse_settings(
@@ -200,6 +200,8 @@ class SimpleServer:
                 "lock_directory": True,
             }
         )
+        if self.settings.webhooks is not None:
+            self.webhook_secret_key = self.settings.webhooks.secret_keys[0]
         self.app = create_app(self.settings, seams=seams)
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose
         # proto says TCP; with proto 0, Nagle + delayed ACK add ~40 ms per request.
@@ -216,7 +218,7 @@ class SimpleServer:
             self.app,
             lifespan="on",
             loop="asyncio",
-            http="h11",
+            http=NoDelayH11Protocol,
             ws="none",
             log_config=None,
             access_log=False,

@@ -56,8 +56,10 @@ def create_app(settings: Settings, *, seams: Seams | None = None) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(operations.router)
     if settings.webhooks is not None:
+        from ..webhooks.service import check_settings
         from .routes import webhooks
 
+        check_settings(settings.webhooks)  # a bad setting stops here, before start-up
         app.include_router(webhooks.router)
     app.include_router(unsupported.router)
     return app

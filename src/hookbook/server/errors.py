@@ -42,7 +42,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(
+        {"detail": exc.detail, "error": "HTTPException"},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

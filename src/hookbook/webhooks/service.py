@@ -39,6 +39,26 @@ logger = logging.getLogger(__name__)
 _UNSET: Any = object()
 
 
+def url_policy(settings: WebhookSettings) -> UrlPolicy:
+    """The target rules of ``settings``; ``ConfigurationError`` names a bad entry."""
+    return UrlPolicy(
+        allow_http=settings.allow_http,
+        allow_private_addresses=settings.allow_private_addresses,
+        blocked_networks=tuple(settings.blocked_networks),
+        allow_delivery_hosts=tuple(settings.allow_delivery_hosts),
+        max_url_length=settings.max_url_length,
+    ).validate()
+
+
+def check_settings(settings: WebhookSettings) -> None:
+    """Raise ``ConfigurationError`` naming the first unusable webhook setting.
+
+    Called when the app is built, so that a bad setting stops the server before
+    anything starts (no half-started server, no traceback from the lifespan)."""
+    url_policy(settings)
+    SecretBox(settings.secret_keys)
+
+
 @dataclass(frozen=True)
 class TimedResolver:
     """A resolver whose answers take at most ``timeout`` seconds (then ``TimeoutError``,
@@ -65,14 +85,7 @@ class WebhookService:
     ) -> None:
         self.db = db
         self.settings = settings
-        self.policy = UrlPolicy(
-            allow_http=settings.allow_http,
-            allow_private_addresses=settings.allow_private_addresses,
-            blocked_networks=tuple(settings.blocked_networks),
-            allow_delivery_hosts=tuple(settings.allow_delivery_hosts),
-            max_url_length=settings.max_url_length,
-        )
-        self.policy.validate()
+        self.policy = url_policy(settings)
         self.secrets = SecretBox(settings.secret_keys)
         # Every lookup (the system's or an injected one) is bounded by resolve_timeout.
         self.resolver: Resolver = TimedResolver(
