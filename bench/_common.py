@@ -204,9 +204,26 @@ def machine() -> str:
     )
 
 
+def revision() -> str:
+    """The commit measured (``+changes`` when src/ differs from it)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown revision"
+    return f"commit {commit or '?'}{' +uncommitted changes in src/' if dirty else ''}"
+
+
 def header(title: str) -> str:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{title}\n$ {command_line()}\n{stamp}; {machine()}"
+    return f"{title}\n$ {command_line()}\n{stamp}; {revision()}; {machine()}"
 
 
 def print_table(title: str, rows: Iterable[Row], *, notes: Sequence[str] = ()) -> None:
@@ -236,7 +253,7 @@ def markdown_table(title: str, rows: Iterable[Row], *, notes: Sequence[str] = ()
         f"### {title}",
         "",
         f"`{command_line()}` ({dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; "
-        f"{machine()})",
+        f"{revision()}; {machine()})",
         "",
         "| measure | measured | target | Tiled 0.2.20 | verdict |",
         "| --- | ---: | ---: | ---: | --- |",

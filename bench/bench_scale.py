@@ -607,7 +607,7 @@ def hot_spots(files: Sequence[Path], top: int = 14) -> list[str]:
     if not total:
         return ["no samples (is py-spy allowed to attach? ptrace)"]
     lines = [f"{total} samples; where the worker's time goes (inclusive):"]
-    for label, needles in PHASES:
+    for label, _needles in PHASES:
         n = phases.get(label, 0)
         lines.append(f"  {n / total:6.1%}  {label}")
     lines.append("self time:")
@@ -702,6 +702,7 @@ class DrainResult:
     settled: float
     duplicates: int
     cpu: str
+    load: float  # 1-minute load average when the drain started
 
 
 def drain(
@@ -720,6 +721,7 @@ def drain(
     receiver.reset()
     meter = CpuMeter(workers, db, receiver)
     meter.begin()
+    load = os.getloadavg()[0]
     t0 = db.release()
 
     def done() -> dict[str, Any] | None:
@@ -738,7 +740,7 @@ def drain(
     bounded_poll(lambda: db.pending() == 0, timeout=120, interval=0.1, what="settled outbox")
     settled = time.time() - t0
     seconds = stats["last_new"] - t0
-    return DrainResult(seconds, total / seconds, settled, stats["duplicates"], cpu)
+    return DrainResult(seconds, total / seconds, settled, stats["duplicates"], cpu, load)
 
 
 def measure_latency(
@@ -797,7 +799,8 @@ def bench_processes(
                     results.append(res)
                     console.print(
                         f"  round {r + 1}: {res.rate:,.0f}/s ({res.seconds:.2f} s; "
-                        f"settled {res.settled:.2f} s; {res.cpu}; duplicates {res.duplicates})"
+                        f"settled {res.settled:.2f} s; {res.cpu}; duplicates {res.duplicates}; "
+                        f"load {res.load:.1f})"
                     )
                 if args.profile:
                     tag = f"{kind}-{n}-unmeasured-round"
@@ -824,7 +827,7 @@ def bench_processes(
                 "",
                 None,
                 note=(
-                    f"best of {len(rates)}: {top.seconds:.2f} s; median "
+                    f"best of {len(rates)}: {top.seconds:.2f} s, load {top.load:.1f}; median "
                     f"{medians[kind, n]:,.0f}/s; all settled {top.settled:.2f} s; "
                     f"{top.cpu}; duplicates {dupes}"
                 ),
@@ -896,7 +899,12 @@ def bench_fanout(
                             raise RuntimeError(f"{stats['paths']} paths, not {n_hooks}")
                         times.append(stats["last_new"] - start)
                         bounded_poll(lambda: db.pending() == 0, timeout=60, interval=0.1, what="")
-                console.print(f"  {n} server(s): " + ", ".join(f"{x:.2f} s" for x in times))
+                load = os.getloadavg()[0]
+                console.print(
+                    f"  {n} server(s): "
+                    + ", ".join(f"{x:.2f} s" for x in times)
+                    + f" (load {load:.1f})"
+                )
                 rows.append(
                     Row(
                         f"fan-out of one event to {n_hooks:,} webhooks, {n} server"
@@ -906,7 +914,8 @@ def bench_fanout(
                         "",
                         statistics.median(times) < 5.0 if n_hooks >= 1000 else None,
                         note=f"median of {len(times)}; best {min(times):.2f} s, worst "
-                        f"{max(times):.2f} s",
+                        f"{max(times):.2f} s; load {load:.1f}"
+                        + ("; py-spy attached" if args.profile else ""),
                     )
                 )
     notes = [f"fan-out: {n_hooks:,} webhooks registered through HTTP in {register_s:.1f} s"]
@@ -1050,7 +1059,8 @@ def bench_backlog(
                 "",
                 None,
                 note=f"{res.rate:,.0f}/s; all settled {res.settled:.1f} s; {res.cpu}; "
-                f"duplicates {res.duplicates}",
+                f"duplicates {res.duplicates}; load {res.load:.1f} at the start"
+                + ("; py-spy attached" if args.profile else ""),
             )
         )
         for i, w in enumerate(workers, 1):
@@ -1122,21 +1132,21 @@ if __name__ == "__main__":
     add_common_arguments(parser)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument(
-        "--events", type=int, help="processes: events (x 3 webhooks); default 2000, quick 300"
+        "--events", type=int, help="processes: events (x 3 webhooks); default 2000, quick 150"
     )
     parser.add_argument(
         "--pg-processes", type=int, nargs="+", default=[1, 2, 4], help="default: 1 2 4"
     )
     parser.add_argument("--no-sqlite", action="store_true", help="skip SQLite with 1 process")
-    parser.add_argument("--rounds", type=int, help="drains per configuration; default 3, quick 2")
+    parser.add_argument("--rounds", type=int, help="drains per configuration; default 2, quick 1")
     parser.add_argument(
-        "--latency-events", type=int, help="end-to-end: events written; default 200, quick 40"
+        "--latency-events", type=int, help="end-to-end: events written; default 200, quick 30"
     )
     parser.add_argument("--latency-rate", type=float, default=20.0, help="events/s (default 20)")
-    parser.add_argument("--fanout", type=int, default=1000, help="webhooks (default 1000)")
-    parser.add_argument("--fanout-rounds", type=int, help="events fanned out; default 5, quick 2")
+    parser.add_argument("--fanout", type=int, help="webhooks; default 1000, quick 250")
+    parser.add_argument("--fanout-rounds", type=int, help="events fanned out; default 3, quick 1")
     parser.add_argument(
-        "--backlog", type=int, help="deliveries to drain; default 100000, quick 10000"
+        "--backlog", type=int, help="deliveries to drain; default 100000, quick 2000"
     )
     parser.add_argument("--drain-processes", type=int, default=2, help="backlog: workers (2)")
     parser.add_argument("--max-in-flight", type=int, default=64, help="webhooks.max_in_flight")
@@ -1149,11 +1159,12 @@ if __name__ == "__main__":
     parsed = parser.parse_args()
     quick = parsed.quick
     for name, full, small in (
-        ("events", 2000, 300),
-        ("rounds", 3, 2),
-        ("latency_events", 200, 40),
-        ("fanout_rounds", 5, 2),
-        ("backlog", 100_000, 10_000),
+        ("events", 2000, 150),
+        ("rounds", 2, 1),
+        ("latency_events", 200, 30),
+        ("fanout", 1000, 250),
+        ("fanout_rounds", 3, 1),
+        ("backlog", 100_000, 2_000),
     ):
         if getattr(parsed, name) is None:
             setattr(parsed, name, small if quick else full)

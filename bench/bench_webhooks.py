@@ -1,8 +1,8 @@
 """Webhook engine benchmark (issue 3): write overhead, latency, throughput, memory.
 
-    python bench/bench_webhooks.py            # full run, about 3-4 minutes
-    python bench/bench_webhooks.py --quick    # about 1 minute
-    python bench/bench_webhooks.py --only e2e throughput
+    python bench/bench_webhooks.py            # full run, about 5 minutes (7-9 on a busy machine)
+    python bench/bench_webhooks.py --quick    # about 1 minute (under 2 on a busy machine)
+    python bench/bench_webhooks.py --only e2e throughput --receiver process
 
 Sections (``--only`` picks some), each after a warm-up that is not counted:
 
@@ -31,9 +31,15 @@ Sections (``--only`` picks some), each after a warm-up that is not counted:
   the best of the three counts. A "live" variant records the events while
   the worker runs.
 
-Everything runs in this process on 127.0.0.1 (client, server thread,
-receiver threads), as a tutorial or a test uses them; the receiver is
-``hookbook.testing.WebhookReceiver`` (TCP_NODELAY), verifying signatures.
+Everything runs on 127.0.0.1. The client and the server (its thread) share
+this process, as a tutorial or a test uses them. The receiver is
+``hookbook.testing.WebhookReceiver`` (TCP_NODELAY), verifying signatures;
+``latency`` and ``e2e`` run twice (``--receiver both``, the default): with
+the receiver in this process (threads competing for our GIL, as in a test)
+and in a child process (``--receiver process``: what the engine itself
+costs). ``throughput`` and ``memory`` keep it in this process. Beside the
+wall-clock numbers the tables give the process CPU time per operation: on a
+shared, busy machine it is much steadier.
 """
 
 from __future__ import annotations

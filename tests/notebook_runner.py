@@ -21,6 +21,7 @@ afterwards, whatever happened.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -221,7 +222,8 @@ def run_notebook(
         )
         failure: str | None = None
         try:
-            client.execute()
+            # A new event loop, closed afterwards: this may run in a worker thread.
+            asyncio.run(client.async_execute())
         except CellExecutionError as exc:
             # nbclient's message already holds the cell's source and its output.
             failure = _failure(path, nb, client.current_index, fences, str(exc), with_source=False)

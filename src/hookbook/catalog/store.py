@@ -636,9 +636,10 @@ class CatalogStore:
                 .where(nodes.c.id == node.id)
                 .values(stream_closed=True, time_updated=stamp)
             )
-            await self._record(
-                tx, ev.StreamClosed(timestamp=stamp, key=node.key, path=list(segments))
-            )
+            if node.has_data:  # a node never announced is not announced closed either
+                await self._record(
+                    tx, ev.StreamClosed(timestamp=stamp, key=node.key, path=list(segments))
+                )
         return Node(**{**node.__dict__, "stream_closed": True, "time_updated": stamp})
 
     async def delete(

@@ -81,6 +81,7 @@ class Services:
 
         self.webhooks = WebhookService(self.db, settings, resolver=seams.resolver)
         self.store.on_event = self.webhooks.fanout
+        await self.webhooks.rotate_secrets()
         if not self.settings.run_worker:
             return
         from ..webhooks.worker import DeliveryWorker

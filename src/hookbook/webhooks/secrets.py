@@ -65,7 +65,7 @@ class SecretBox:
     shows the keys (not in ``repr``, not in errors).
     """
 
-    __slots__ = ("_fernet", "_size")
+    __slots__ = ("_fernet", "_primary", "_size")
 
     def __init__(self, keys: Sequence[str]) -> None:
         if isinstance(keys, str | bytes) or not isinstance(keys, Sequence):
@@ -93,6 +93,7 @@ class SecretBox:
                 )
             fernets.append(Fernet(derive_fernet_key(key)))
         self._fernet = MultiFernet(fernets)
+        self._primary = fernets[0]
         self._size = len(fernets)
 
     def __repr__(self) -> str:
@@ -113,6 +114,14 @@ class SecretBox:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError) as exc:
             raise SecretUnavailable(_UNAVAILABLE) from exc
+
+    def is_current(self, token: str) -> bool:
+        """Whether the first (encrypting) key decrypts ``token``: no rotation needed."""
+        try:
+            self._primary.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeError):
+            return False
+        return True
 
     def rotate(self, token: str) -> str:
         """Re-encrypt ``token`` with the first key (decrypting it with any key).

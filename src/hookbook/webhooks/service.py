@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..url_safety import Resolver, SystemResolver, UrlPolicy, check_target
 from .records import AttemptRecord, DeliveryRecord, WebhookRecord
-from .secrets import SecretBox
+from .secrets import SecretBox, SecretUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,45 @@ class WebhookService:
                 settings.allow_http,
                 settings.allow_private_addresses,
             )
+
+    async def rotate_secrets(self) -> int:
+        """Re-encrypt, with the first of ``secret_keys``, every stored secret an older
+        key encrypted (key rotation: put the new key first, keep the old one until
+        this has run, then drop it). Secrets no configured key decrypts stay as they
+        are: their deliveries fail closed. Returns how many were re-encrypted."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(webhooks.c.id, webhooks.c.secret_ciphertext).where(
+                        webhooks.c.secret_ciphertext.is_not(None)
+                    )
+                )
+            ).all()
+        stale = [r for r in rows if not self.secrets.is_current(r.secret_ciphertext)]
+        rotated = 0
+        for row in stale:
+            try:
+                token = self.secrets.rotate(row.secret_ciphertext)
+            except SecretUnavailable:
+                logger.warning(
+                    "webhook %s: its secret cannot be decrypted with webhooks.secret_keys; "
+                    "its deliveries will fail until the key is restored or the secret is reset",
+                    row.id,
+                )
+                continue
+            async with self.db.write() as tx:
+                await tx.execute(
+                    webhooks.update()
+                    .where(
+                        (webhooks.c.id == row.id)
+                        & (webhooks.c.secret_ciphertext == row.secret_ciphertext)
+                    )
+                    .values(secret_ciphertext=token)
+                )
+            rotated += 1
+        if rotated:
+            logger.info("re-encrypted %d webhook secrets with the first secret key", rotated)
+        return rotated
 
     # ---- registry -----------------------------------------------------------
 
