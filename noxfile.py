@@ -27,8 +27,9 @@ if shutil.which("uv") is None:
 def lint(session: nox.Session) -> None:
     """Check style and common bugs with ruff (no changes made)."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "src", "tests", "bench", "noxfile.py", "docs/conf.py")
-    session.run("ruff", "format", "--check", "src", "tests", "bench", "noxfile.py", "docs/conf.py")
+    paths = ["src", "tests", "bench", "noxfile.py", "docs/conf.py", "docs/_ext", "docs/examples"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session(python=PYTHON)
