@@ -19,6 +19,8 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+# Bytecode compiled at install time: every test subprocess and kernel starts faster.
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 if shutil.which("uv") is None:
     nox.options.default_venv_backend = "venv"
 

@@ -122,6 +122,15 @@ def proc_rss(pid: int) -> int | None:
     return None
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])  # guest time is already in user
+    return total - idle, total
+
+
 def proc_cpu(pid: int) -> float:
     """User + system CPU seconds of a process so far (0 if it is gone)."""
     try:
@@ -295,12 +304,21 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+#: The deliveries of the events whose path (the container's key) starts with a scope.
+SCOPED = "event_row_id IN (SELECT id FROM events WHERE path LIKE {scope})"
+
+
 class Backend:
-    """The database of one measurement, and the SQL the benchmark runs on it directly."""
+    """The database of one measurement, and the SQL the benchmark runs on it directly.
+
+    Every statement takes a *scope*: a key prefix (``"p2-"``), so that several
+    backlogs live in one database and each is held, released and reset alone
+    (``""``: every delivery)."""
 
     name: str
     url: str | None  # the ``database:`` setting (None: SQLite in the directory)
-    pending_sql = "SELECT count(*) FROM deliveries WHERE outcome = 'pending'"
+    #: Placeholders of the driver: the time, then the scope's LIKE pattern.
+    params: tuple[str, str]
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -328,41 +346,65 @@ class Backend:
         return path
 
     # Each backend implements these.
-    def execute(self, sql: str, *params: Any) -> Any: ...
-    def notify(self) -> None: ...
+    def execute(self, sql: str, *params: Any) -> Any:
+        raise NotImplementedError
+
+    def notify(self) -> None:
+        pass
+
     def backend_cpu(self) -> dict[int, float]:
         return {}
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        pass
 
-    def hold(self) -> None:
-        """Make every pending delivery due in a year: no worker takes them."""
-        self.execute(self.sql_hold, time.time() + HOLD_SECONDS)
+    def _set_due(self, due: float, scope: str) -> None:
+        t, pattern = self.params
+        self.execute(
+            f"UPDATE deliveries SET next_attempt_at = {t} WHERE outcome = 'pending' AND "
+            + SCOPED.format(scope=pattern),
+            due,
+            scope + "%",
+        )
 
-    def release(self) -> float:
-        """Make the held deliveries due ``RELEASE_LEAD`` s from now; return that instant."""
+    def hold(self, scope: str = "") -> None:
+        """Make the scope's pending deliveries due in a year: no worker takes them."""
+        self._set_due(time.time() + HOLD_SECONDS, scope)
+
+    def release(self, scope: str = "") -> float:
+        """Make the scope's held deliveries due ``RELEASE_LEAD`` s from now; return that instant."""
         t0 = time.time() + RELEASE_LEAD
-        self.execute(self.sql_release, t0)
+        self._set_due(t0, scope)
         self.notify()
         return t0
 
-    def reset_backlog(self) -> None:
-        """Every delivery pending again (held), with a new event id: the next round's backlog."""
-        self.execute(self.sql_reset, time.time() + HOLD_SECONDS)
+    def reset_backlog(self, scope: str = "") -> None:
+        """The scope's deliveries pending again (held), each with a new event id."""
+        t, pattern = self.params
+        self.execute(
+            "UPDATE deliveries SET outcome = 'pending', attempts = 0, status_code = NULL, "
+            "error_detail = NULL, delivered_at = NULL, lease_token = NULL, "
+            f"next_attempt_at = {t}, event_id = {self.random_hex} WHERE "
+            + SCOPED.format(scope=pattern),
+            time.time() + HOLD_SECONDS,
+            scope + "%",
+        )
 
-    def pending(self) -> int:
-        return int(self.execute(self.pending_sql))
+    def pending(self, scope: str = "") -> int:
+        pattern = self.params[0]  # the only parameter here
+        return int(
+            self.execute(
+                "SELECT count(*) FROM deliveries WHERE outcome = 'pending' AND "
+                + SCOPED.format(scope=pattern),
+                scope + "%",
+            )
+        )
 
 
 class Postgres(Backend):
     name = "PostgreSQL"
-    sql_hold = "UPDATE deliveries SET next_attempt_at = $1 WHERE outcome = 'pending'"
-    sql_release = sql_hold
-    sql_reset = (
-        "UPDATE deliveries SET outcome = 'pending', attempts = 0, status_code = NULL, "
-        "error_detail = NULL, delivered_at = NULL, lease_token = NULL, next_attempt_at = $1, "
-        "event_id = md5(random()::text || id::text)"
-    )
+    params = ("$1", "$2")
+    random_hex = "md5(random()::text || id::text)"
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
@@ -422,13 +464,8 @@ class Postgres(Backend):
 class Sqlite(Backend):
     name = "SQLite"
     url = None
-    sql_hold = "UPDATE deliveries SET next_attempt_at = ? WHERE outcome = 'pending'"
-    sql_release = sql_hold
-    sql_reset = (
-        "UPDATE deliveries SET outcome = 'pending', attempts = 0, status_code = NULL, "
-        "error_detail = NULL, delivered_at = NULL, lease_token = NULL, next_attempt_at = ?, "
-        "event_id = lower(hex(randomblob(16)))"
-    )
+    params = ("?", "?")
+    random_hex = "lower(hex(randomblob(16)))"
 
     def execute(self, sql: str, *params: Any) -> Any:
         conn = sqlite3.connect(self.directory / "hookbook.db", timeout=30)
@@ -501,6 +538,7 @@ class CpuMeter:
             "workers": sum(w.cpu() for w in self.workers),
             "backends": self.db.backend_cpu(),
             "receiver": self.receiver.cpu(),
+            "machine": machine_jiffies(),
         }
 
     def begin(self) -> None:
@@ -517,7 +555,10 @@ class CpuMeter:
             )
             parts.append(f"postgres ~{backends / n * 1000:.2f}")
         parts.append(f"receiver {receiver / n * 1000:.2f}")
-        return "CPU ms/delivery: " + ", ".join(parts)
+        busy = end["machine"][0] - self.start["machine"][0]
+        total = end["machine"][1] - self.start["machine"][1]
+        machine = f"; all {len(os.sched_getaffinity(0))} CPUs {busy / max(total, 1):.0%} busy"
+        return "CPU ms/delivery: " + ", ".join(parts) + machine
 
 
 # ---- profiling --------------------------------------------------------------------
@@ -713,16 +754,17 @@ def drain(
     *,
     timeout: float,
     reset: bool,
+    scope: str = "",
     on_sample: Callable[[], None] | None = None,
 ) -> DrainResult:
-    """Release the held backlog, time it until the last distinct delivery arrived."""
+    """Release the scope's held backlog, time it until the last distinct delivery arrived."""
     if reset:
-        db.reset_backlog()
+        db.reset_backlog(scope)
     receiver.reset()
     meter = CpuMeter(workers, db, receiver)
     meter.begin()
     load = os.getloadavg()[0]
-    t0 = db.release()
+    t0 = db.release(scope)
 
     def done() -> dict[str, Any] | None:
         if on_sample is not None:
@@ -737,14 +779,20 @@ def drain(
             f"{receiver.stats()['distinct']:,} of {total:,} deliveries arrived in {timeout:g} s"
         ) from None
     cpu = meter.per_delivery(total)
-    bounded_poll(lambda: db.pending() == 0, timeout=120, interval=0.1, what="settled outbox")
+    bounded_poll(lambda: db.pending(scope) == 0, timeout=120, interval=0.1, what="settled outbox")
     settled = time.time() - t0
     seconds = stats["last_new"] - t0
     return DrainResult(seconds, total / seconds, settled, stats["duplicates"], cpu, load)
 
 
 def measure_latency(
-    servers: list[Serve], receiver: Receiver, *, n: int, rate: float, per_event: int
+    servers: list[Serve],
+    receiver: Receiver,
+    *,
+    n: int,
+    rate: float,
+    per_event: int,
+    prefix: str = "lat",
 ) -> list[float]:
     """Write ``n`` events one at a time, ``rate`` a second, round-robin; latencies in s."""
     receiver.reset()
@@ -759,7 +807,7 @@ def measure_latency(
             wait = start + i * period - time.monotonic()
             if wait > 0:
                 time.sleep(wait)  # the pace of the writer, not a wait for a delivery
-            key = f"lat{i:05d}"
+            key = f"{prefix}{i:05d}"
             written[key] = time.time()
             create_container(clients[i % len(clients)], key)
     finally:
@@ -770,90 +818,145 @@ def measure_latency(
     return [arrival - written[key] for _id, arrival, _path, key in arrivals if key in written]
 
 
+@dataclass
+class ConfigResult:
+    label: str
+    drains: list[DrainResult]
+    latencies: list[float]
+    write_rate: float
+
+
+def measure_config(
+    args: argparse.Namespace,
+    db: Backend,
+    receiver: Receiver,
+    cfg: Path,
+    n: int,
+    *,
+    scope: str,
+    total: int,
+    hooks: int,
+    label: str,
+) -> tuple[list[DrainResult], list[float]]:
+    """Drain the scope's held backlog with ``n`` worker-only processes (``args.rounds``
+    times), then measure end-to-end latency with ``n`` full servers."""
+    results: list[DrainResult] = []
+    with running(cfg, n, worker_only=True) as workers:
+        for r in range(args.rounds):
+            res = drain(
+                db, receiver, workers, total, timeout=args.timeout, reset=r > 0, scope=scope
+            )
+            results.append(res)
+            console.print(
+                f"  round {r + 1}: {res.rate:,.0f}/s ({res.seconds:.2f} s; "
+                f"settled {res.settled:.2f} s; {res.cpu}; duplicates {res.duplicates}; "
+                f"load {res.load:.1f})"
+            )
+        if args.profile:
+            with profiled(args, f"{label} (unmeasured round)", [w.pid for w in workers]):
+                drain(db, receiver, workers, total, timeout=args.timeout, reset=True, scope=scope)
+    with running(cfg, n, worker_only=False) as servers:
+        latencies = measure_latency(
+            servers,
+            receiver,
+            n=args.latency_events,
+            rate=args.latency_rate,
+            per_event=hooks,
+            prefix=f"lat{scope}",
+        )
+    return results, latencies
+
+
 def bench_processes(
     args: argparse.Namespace, receiver: Receiver, root: Path
 ) -> tuple[list[Row], list[str]]:
-    configs = [("postgresql", n) for n in args.pg_processes]
-    if not args.no_sqlite:
-        configs.append(("sqlite", 1))
     hooks = 3
     total = args.events * hooks
-    rows: list[Row] = []
-    notes: list[str] = []
-    best: dict[tuple[str, int], float] = {}
-    medians: dict[tuple[str, int], float] = {}
-    for kind, n in configs:
-        label = f"{'PostgreSQL' if kind == 'postgresql' else 'SQLite'}, {n} process{'es' * (n > 1)}"
-        console.print(f"[bold]processes[/bold]: {label}: {args.events:,} events x {hooks} webhooks")
-        with backend(kind, root) as db:
-            http_cfg = db.write_config("http-only", args, run_worker=False)
+    configs: list[ConfigResult] = []
+
+    def write_backlogs(db: Backend, scopes: Sequence[str]) -> dict[str, float]:
+        """Through one HTTP-only server: the webhooks, then each scope's events (held)."""
+        rates = {}
+        http_cfg = db.write_config("http-only", args, run_worker=False)
+        with running(http_cfg, 1, worker_only=False) as (writer,), writer.client() as c:
+            register(c, [f"{receiver.url}/w{j}" for j in range(hooks)])
+            for scope in scopes:
+                keys = [f"{scope}e{i:05d}" for i in range(args.events)]
+                rates[scope] = args.events / create_containers(c, keys)
+        db.hold()
+        return rates
+
+    def label_of(kind: str, n: int) -> str:
+        return f"{kind}, {n} process{'es' * (n > 1)}"
+
+    # PostgreSQL: one database; every configuration's backlog is written first
+    # (one HTTP-only server, one migration), each under its own key prefix.
+    if args.pg_processes:
+        with backend("postgresql", root) as db:
+            scopes = {n: f"p{n}-" for n in args.pg_processes}
+            console.print(
+                f"[bold]processes[/bold]: PostgreSQL: writing {len(scopes)} backlogs of "
+                f"{args.events:,} events x {hooks} webhooks"
+            )
+            rates = write_backlogs(db, list(scopes.values()))
             cfg = db.write_config("full", args, run_worker=True)
-            with running(http_cfg, 1, worker_only=False) as (writer,), writer.client() as c:
-                register(c, [f"{receiver.url}/w{j}" for j in range(hooks)])
-                write_s = create_containers(c, [f"e{i:05d}" for i in range(args.events)])
-            db.hold()
-            results: list[DrainResult] = []
-            with running(cfg, n, worker_only=True) as workers:
-                for r in range(args.rounds):
-                    res = drain(db, receiver, workers, total, timeout=args.timeout, reset=r > 0)
-                    results.append(res)
-                    console.print(
-                        f"  round {r + 1}: {res.rate:,.0f}/s ({res.seconds:.2f} s; "
-                        f"settled {res.settled:.2f} s; {res.cpu}; duplicates {res.duplicates}; "
-                        f"load {res.load:.1f})"
-                    )
-                if args.profile:
-                    tag = f"{kind}-{n}-unmeasured-round"
-                    with profiled(args, tag, [w.pid for w in workers]):
-                        drain(db, receiver, workers, total, timeout=args.timeout, reset=True)
-            with running(cfg, n, worker_only=False) as servers:
-                lat = measure_latency(
-                    servers,
-                    receiver,
-                    n=args.latency_events,
-                    rate=args.latency_rate,
-                    per_event=hooks,
+            for n, scope in scopes.items():
+                label = label_of("PostgreSQL", n)
+                console.print(f"[bold]processes[/bold]: {label}")
+                drains, lat = measure_config(
+                    args, db, receiver, cfg, n, scope=scope, total=total, hooks=hooks, label=label
                 )
-        rates = [r.rate for r in results]
-        top = max(results, key=lambda r: r.rate)
-        best[kind, n] = top.rate
-        medians[kind, n] = statistics.median(rates)
-        dupes = sum(r.duplicates for r in results)
+                configs.append(ConfigResult(label, drains, lat, rates[scope]))
+    if not args.no_sqlite:
+        with backend("sqlite", root) as db:
+            label = label_of("SQLite", 1)
+            console.print(f"[bold]processes[/bold]: {label}")
+            rates = write_backlogs(db, ["s1-"])
+            cfg = db.write_config("full", args, run_worker=True)
+            drains, lat = measure_config(
+                args, db, receiver, cfg, 1, scope="s1-", total=total, hooks=hooks, label=label
+            )
+            configs.append(ConfigResult(label, drains, lat, rates["s1-"]))
+
+    rows: list[Row] = []
+    best: dict[str, float] = {}
+    medians: dict[str, float] = {}
+    for c in configs:
+        top = max(c.drains, key=lambda r: r.rate)
+        best[c.label] = top.rate
+        medians[c.label] = statistics.median(r.rate for r in c.drains)
+        dupes = sum(r.duplicates for r in c.drains)
         rows.append(
             Row(
-                f"{label}: deliveries/s, drain of {total:,}",
+                f"{c.label}: deliveries/s, drain of {total:,}",
                 f"{top.rate:,.0f}/s",
                 "",
                 "",
                 None,
                 note=(
-                    f"best of {len(rates)}: {top.seconds:.2f} s, load {top.load:.1f}; median "
-                    f"{medians[kind, n]:,.0f}/s; all settled {top.settled:.2f} s; "
+                    f"best of {len(c.drains)}: {top.seconds:.2f} s, load {top.load:.1f}; "
+                    f"median {medians[c.label]:,.0f}/s; all settled {top.settled:.2f} s; "
                     f"{top.cpu}; duplicates {dupes}"
                 ),
             )
         )
         rows.append(
             Row(
-                f"{label}: end-to-end p50 / p95",
-                f"{ms(p50(lat))} / {ms(p95(lat))}",
+                f"{c.label}: end-to-end p50 / p95",
+                f"{ms(p50(c.latencies))} / {ms(p95(c.latencies))}",
                 "",
                 "",
                 None,
-                note=f"{len(lat)} deliveries of {args.latency_events} events written one at a "
-                f"time, {args.latency_rate:g}/s",
+                note=f"{len(c.latencies)} deliveries of {args.latency_events} events written "
+                f"one at a time, {args.latency_rate:g}/s",
             )
         )
-        notes.append(
-            f"{label}: the backlog was written through an HTTP-only server at "
-            f"{args.events / write_s:,.0f} events/s (8 threads)"
-        )
-    one = ("postgresql", 1)
+    one = label_of("PostgreSQL", 1)
     for n in args.pg_processes:
-        if n == 1 or one not in best or ("postgresql", n) not in best:
+        label = label_of("PostgreSQL", n)
+        if n == 1 or one not in best or label not in best:
             continue
-        ratio = best["postgresql", n] / best[one]
-        median_ratio = medians["postgresql", n] / medians[one]
+        ratio = best[label] / best[one]
         rows.append(
             Row(
                 f"PostgreSQL, {n} vs 1 process: throughput ratio",
@@ -861,9 +964,14 @@ def bench_processes(
                 ">= 1.5x" if n == 2 else "",
                 "",
                 (ratio >= 1.5) if n == 2 else None,
-                note=f"best rounds; medians {median_ratio:.2f}x",
+                note=f"best rounds; medians {medians[label] / medians[one]:.2f}x",
             )
         )
+    notes = [
+        f"{c.label}: its backlog was written through an HTTP-only server at "
+        f"{c.write_rate:,.0f} events/s (8 threads)"
+        for c in configs
+    ]
     return rows, notes
 
 

@@ -12,6 +12,7 @@ the first full write of its data records the event.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Awaitable, Callable, Sequence
@@ -388,7 +389,8 @@ class CatalogStore:
         state. The row is locked (``FOR UPDATE`` on PostgreSQL; SQLite has one
         writer at a time) so the check and the update are one step.
         """
-        new_file = write_file()
+        # Off the event loop: the write (and its fsync) would stall every request.
+        new_file = await asyncio.to_thread(write_file)
         stamp = ev.now()
         try:
             async with self.db.write() as tx:

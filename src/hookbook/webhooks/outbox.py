@@ -229,7 +229,7 @@ async def record(
         if decision.outcome == "success":
             await tx.execute(
                 webhooks.update()
-                .where(webhooks.c.id == c.webhook_id)
+                .where((webhooks.c.id == c.webhook_id) & (webhooks.c.consecutive_failures != 0))
                 .values(consecutive_failures=0)
             )
         elif decision.outcome == "failed":
