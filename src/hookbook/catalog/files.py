@@ -6,6 +6,10 @@ into place, so a reader never sees a half-written file and the catalog row
 can switch to the new file inside its database transaction. The old file is
 removed only after that transaction commits; a new file whose transaction
 rolls back is removed instead.
+
+Files are not fsynced: they are as durable as the embedded database's
+commits (SQLite in WAL mode with ``synchronous=NORMAL``), which survive a
+crashed or killed process, not necessarily a power cut.
 """
 
 from __future__ import annotations
@@ -32,8 +36,6 @@ def _atomic_write(directory: Path, name: str, write: Any) -> None:
     try:
         with open(tmp, "wb") as fh:
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
