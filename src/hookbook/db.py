@@ -229,8 +229,6 @@ class Database:
         if tx.new_deliveries:
             for wake in self._wakeups:
                 wake()
-        for callback in tx.after_commit:
-            callback()
 
     async def dispose(self) -> None:
         await self.reader.dispose()
@@ -239,12 +237,11 @@ class Database:
 
 
 class WriteTransaction:
-    """A connection in a write transaction, plus what to do once it commits."""
+    """A connection in a write transaction, counting the deliveries it adds."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.new_deliveries = 0
-        self.after_commit: list[Callable[[], None]] = []
 
     async def execute(self, statement: Any, params: Any = None) -> Any:
         return await self.conn.execute(statement, params)
