@@ -6,37 +6,44 @@
 
 Everything is a separate process on 127.0.0.1: the ``hookbook serve``
 processes (``--worker-only`` delivery workers, HTTP-only servers with
-``run_worker: false``, or full servers), PostgreSQL (the local server; each
-measurement gets a fresh database, dropped at the end) and the receiver,
-``bench/fast_receiver.py`` (asyncio, keep-alive, answers 200 at once; it
-records each request's arrival time and ``X-Tiled-Event-ID``, and all
-counting and timing of deliveries comes from it). Sections (``--only``):
+``run_worker: false``, or full servers), PostgreSQL (the local server, or
+``HOOKBOOK_BENCH_POSTGRES``; each section creates a fresh database with
+asyncpg and drops it at the end) and the receiver, ``bench/fast_receiver.py``
+(asyncio, keep-alive, answers 200 at once; it records each request's arrival
+time and ``X-Tiled-Event-ID``: all counting and timing of deliveries comes
+from it). Sections (``--only``):
 
 - ``receiver``: what the receiver takes (raw keep-alive POSTs, 16
   connections), to show that it is not the bottleneck.
-- ``processes``: for PostgreSQL with 1, 2 and 4 processes and SQLite with 1:
-  (a) *throughput*: a backlog (default 2,000 events x 3 webhooks) is written
-  through an HTTP-only server, which then stops; the rows are held (due in
-  the far future) while N ``--worker-only`` processes start, then released
-  at once (``next_attempt_at`` = now + 1 s; ``NOTIFY`` on PostgreSQL): the
-  drain time runs from that instant to the arrival of the last distinct
-  event id. Later rounds reset the same rows to pending with new event ids.
-  (b) *end-to-end latency*: N full servers; events written one at a time at
-  a steady rate, round-robin through them; from just before the write
+- ``processes``: PostgreSQL with 1, 2 and 4 processes, SQLite with 1.
+  (a) *Throughput*: each configuration's backlog (default 2,000 events x 3
+  webhooks) is written through an HTTP-only server, under its own key
+  prefix, and held (due in a year). Then N ``--worker-only`` processes start
+  and, once all are ready, the backlog is released (``next_attempt_at`` =
+  now + 1 s, and ``NOTIFY`` on PostgreSQL): the drain runs from that instant
+  to the arrival of the last distinct event id. Later rounds reset the same
+  rows to pending with new event ids; rounds interleave the configurations
+  (1, 2, 4, SQLite, 1, 2, ...), so a busy spell of a shared machine does not
+  fall on one only; the best round counts, the median is shown.
+  (b) *End-to-end latency*: N full servers; events written one at a time at
+  a steady rate (20/s), round-robin through them; from just before the write
   request to the receiver's arrival time, per delivery.
 - ``fanout``: one event to 1,000 webhooks (paths ``/h0`` .. ``/h999`` on one
   receiver), with 1 and then 2 full servers: from just before the write to
   the last delivery's arrival (target < 5 s).
 - ``backlog``: 100,000 deliveries (10,000 events x 10 webhooks, bulk-inserted
-  with SQL, held, then released) drained by 2 worker-only processes: time,
-  and each worker's ``VmRSS`` sampled every 0.5 s (target: growth < 50 MB).
+  with COPY, held, then released) drained by 2 worker-only processes: time,
+  and each worker's ``VmRSS`` sampled every 0.5 s (target: growth < 50 MB
+  over its idle size after start-up).
 
-CPU time per delivery (``/proc/<pid>/stat``) of the workers, of the test
-database's PostgreSQL backends (approximate: backends that close during the
-drain are not counted) and of the receiver is reported beside each drain: on
-a shared machine it is steadier than wall time and shows where the cores go.
-``--profile DIR`` adds one unmeasured drain per PostgreSQL configuration with
-``py-spy record`` attached to every worker and prints the hot spots.
+Beside each drain: CPU time per delivery (``/proc/<pid>/stat``) of the
+workers, of the database's PostgreSQL backends (approximate: backends that
+close during the drain are not counted) and of the receiver, and how busy
+all CPUs of the machine were (``/proc/stat``). On a shared machine these are
+steadier than wall time, and show when the cores, not the code, were the
+limit. ``--profile DIR`` attaches ``py-spy record`` to the workers (an extra,
+unmeasured round per configuration; the fan-out and backlog runs, marked)
+and prints where their time goes.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import os
 import select
 import signal
@@ -54,6 +62,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -352,9 +361,6 @@ class Backend:
     def notify(self) -> None:
         pass
 
-    def backend_cpu(self) -> dict[int, float]:
-        return {}
-
     def close(self) -> None:
         pass
 
@@ -440,23 +446,6 @@ class Postgres(Backend):
     def notify(self) -> None:
         self.execute("NOTIFY hookbook_outbox")
 
-    def backend_cpu(self) -> dict[int, float]:
-        async def go() -> list[int]:
-            import asyncpg
-
-            conn = await asyncpg.connect(self.dsn, timeout=10)
-            try:
-                rows = await conn.fetch(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> "
-                    "pg_backend_pid()",
-                    self.db,
-                )
-                return [r["pid"] for r in rows]
-            finally:
-                await conn.close()
-
-        return {pid: proc_cpu(pid) for pid in _run(go())}
-
     def close(self) -> None:
         _run(self._admin(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'))
 
@@ -524,39 +513,77 @@ def create_containers(client: httpx.Client, keys: Sequence[str], *, threads: int
 # ---- CPU accounting of a drain ----------------------------------------------------
 
 
-@dataclass
+def backend_pids(database: str) -> list[int]:
+    """The PostgreSQL backends serving ``database`` (their process title names it)."""
+    pids = []
+    needle = f" {database} ".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                title = fh.read(300)
+        except OSError:
+            continue
+        if title.startswith(b"postgres: ") and needle in title:
+            pids.append(int(entry.name))
+    return pids
+
+
 class CpuMeter:
-    """CPU seconds used by the workers, the database backends and the receiver."""
+    """CPU seconds used by the workers, the database's backends and the receiver
+    during a drain, and how busy the machine's CPUs were.
 
-    workers: list[Serve]
-    db: Backend
-    receiver: Receiver
-    start: dict[str, Any] = field(default_factory=dict)
+    Backends come and go (the pools open and close connections): a thread looks
+    every 0.5 s and keeps the last CPU time seen of each, so one that closed
+    before the end still counts (up to its last sample; so the figure is a
+    slight underestimate)."""
 
-    def _now(self) -> dict[str, Any]:
-        return {
-            "workers": sum(w.cpu() for w in self.workers),
-            "backends": self.db.backend_cpu(),
-            "receiver": self.receiver.cpu(),
-            "machine": machine_jiffies(),
-        }
+    def __init__(self, workers: list[Serve], db: Backend, receiver: Receiver) -> None:
+        self.workers = workers
+        self.database = getattr(db, "db", None)  # PostgreSQL only
+        self.receiver = receiver
+        self._backends: dict[int, tuple[float, float]] = {}  # pid -> (first, last) CPU
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample_backends(self, *, started: bool = True) -> None:
+        """A backend first seen after ``begin`` started during the drain: all its CPU counts."""
+        if self.database is None:
+            return
+        for pid in backend_pids(self.database):
+            cpu = proc_cpu(pid)
+            if cpu:
+                first = self._backends.get(pid, (0.0 if started else cpu, cpu))[0]
+                self._backends[pid] = (first, cpu)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample_backends()
 
     def begin(self) -> None:
-        self.start = self._now()
+        self._sample_backends(started=False)
+        self._start = (
+            sum(w.cpu() for w in self.workers),
+            self.receiver.cpu(),
+            machine_jiffies(),
+        )
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="cpu-meter")
+        self._thread.start()
 
     def per_delivery(self, n: int) -> str:
-        end = self._now()
-        workers = end["workers"] - self.start["workers"]
-        receiver = end["receiver"] - self.start["receiver"]
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._sample_backends()
+        workers = sum(w.cpu() for w in self.workers) - self._start[0]
+        receiver = self.receiver.cpu() - self._start[1]
+        busy, total = (b - a for a, b in zip(self._start[2], machine_jiffies(), strict=True))
         parts = [f"workers {workers / n * 1000:.2f}"]
-        if end["backends"]:
-            backends = sum(
-                cpu - self.start["backends"].get(pid, 0.0) for pid, cpu in end["backends"].items()
-            )
-            parts.append(f"postgres ~{backends / n * 1000:.2f}")
+        if self.database is not None:
+            backends = sum(last - first for first, last in self._backends.values())
+            parts.append(f"postgres {backends / n * 1000:.2f}")
         parts.append(f"receiver {receiver / n * 1000:.2f}")
-        busy = end["machine"][0] - self.start["machine"][0]
-        total = end["machine"][1] - self.start["machine"][1]
         machine = f"; all {len(os.sched_getaffinity(0))} CPUs {busy / max(total, 1):.0%} busy"
         return "CPU ms/delivery: " + ", ".join(parts) + machine
 
@@ -819,52 +846,17 @@ def measure_latency(
 
 
 @dataclass
-class ConfigResult:
+class Config:
+    """One configuration of the processes section, and what was measured with it."""
+
     label: str
-    drains: list[DrainResult]
-    latencies: list[float]
-    write_rate: float
-
-
-def measure_config(
-    args: argparse.Namespace,
-    db: Backend,
-    receiver: Receiver,
-    cfg: Path,
-    n: int,
-    *,
-    scope: str,
-    total: int,
-    hooks: int,
-    label: str,
-) -> tuple[list[DrainResult], list[float]]:
-    """Drain the scope's held backlog with ``n`` worker-only processes (``args.rounds``
-    times), then measure end-to-end latency with ``n`` full servers."""
-    results: list[DrainResult] = []
-    with running(cfg, n, worker_only=True) as workers:
-        for r in range(args.rounds):
-            res = drain(
-                db, receiver, workers, total, timeout=args.timeout, reset=r > 0, scope=scope
-            )
-            results.append(res)
-            console.print(
-                f"  round {r + 1}: {res.rate:,.0f}/s ({res.seconds:.2f} s; "
-                f"settled {res.settled:.2f} s; {res.cpu}; duplicates {res.duplicates}; "
-                f"load {res.load:.1f})"
-            )
-        if args.profile:
-            with profiled(args, f"{label} (unmeasured round)", [w.pid for w in workers]):
-                drain(db, receiver, workers, total, timeout=args.timeout, reset=True, scope=scope)
-    with running(cfg, n, worker_only=False) as servers:
-        latencies = measure_latency(
-            servers,
-            receiver,
-            n=args.latency_events,
-            rate=args.latency_rate,
-            per_event=hooks,
-            prefix=f"lat{scope}",
-        )
-    return results, latencies
+    db: Backend
+    cfg: Path  # the workers' and full servers' config file
+    n: int
+    scope: str
+    write_rate: float = 0.0
+    drains: list[DrainResult] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
 
 
 def bench_processes(
@@ -872,7 +864,6 @@ def bench_processes(
 ) -> tuple[list[Row], list[str]]:
     hooks = 3
     total = args.events * hooks
-    configs: list[ConfigResult] = []
 
     def write_backlogs(db: Backend, scopes: Sequence[str]) -> dict[str, float]:
         """Through one HTTP-only server: the webhooks, then each scope's events (held)."""
@@ -889,34 +880,74 @@ def bench_processes(
     def label_of(kind: str, n: int) -> str:
         return f"{kind}, {n} process{'es' * (n > 1)}"
 
-    # PostgreSQL: one database; every configuration's backlog is written first
-    # (one HTTP-only server, one migration), each under its own key prefix.
-    if args.pg_processes:
-        with backend("postgresql", root) as db:
+    configs: list[Config] = []
+    with contextlib.ExitStack() as stack:
+        # PostgreSQL: one database; every configuration's backlog is written
+        # first (one HTTP-only server, one migration), each under its own key
+        # prefix, and held.
+        if args.pg_processes:
+            pg = stack.enter_context(backend("postgresql", root))
             scopes = {n: f"p{n}-" for n in args.pg_processes}
             console.print(
                 f"[bold]processes[/bold]: PostgreSQL: writing {len(scopes)} backlogs of "
                 f"{args.events:,} events x {hooks} webhooks"
             )
-            rates = write_backlogs(db, list(scopes.values()))
-            cfg = db.write_config("full", args, run_worker=True)
+            rates = write_backlogs(pg, list(scopes.values()))
+            cfg = pg.write_config("full", args, run_worker=True)
             for n, scope in scopes.items():
-                label = label_of("PostgreSQL", n)
-                console.print(f"[bold]processes[/bold]: {label}")
-                drains, lat = measure_config(
-                    args, db, receiver, cfg, n, scope=scope, total=total, hooks=hooks, label=label
+                configs.append(Config(label_of("PostgreSQL", n), pg, cfg, n, scope, rates[scope]))
+        if not args.no_sqlite:
+            lite = stack.enter_context(backend("sqlite", root))
+            console.print("[bold]processes[/bold]: SQLite: writing the backlog")
+            rates = write_backlogs(lite, ["s1-"])
+            cfg = lite.write_config("full", args, run_worker=True)
+            configs.append(Config(label_of("SQLite", 1), lite, cfg, 1, "s1-", rates["s1-"]))
+        # Throughput: the rounds interleave the configurations, so that a busy
+        # spell of the (shared) machine does not fall on one of them only.
+        for r in range(args.rounds):
+            for c in configs:
+                with running(c.cfg, c.n, worker_only=True) as workers:
+                    res = drain(
+                        c.db,
+                        receiver,
+                        workers,
+                        total,
+                        timeout=args.timeout,
+                        reset=r > 0,
+                        scope=c.scope,
+                    )
+                    c.drains.append(res)
+                    console.print(
+                        f"  {c.label}, round {r + 1}: {res.rate:,.0f}/s ({res.seconds:.2f} s; "
+                        f"settled {res.settled:.2f} s; {res.cpu}; duplicates {res.duplicates}; "
+                        f"load {res.load:.1f})"
+                    )
+                    if args.profile and r == args.rounds - 1:
+                        pids = [w.pid for w in workers]
+                        with profiled(args, f"{c.label} (unmeasured round)", pids):
+                            drain(
+                                c.db,
+                                receiver,
+                                workers,
+                                total,
+                                timeout=args.timeout,
+                                reset=True,
+                                scope=c.scope,
+                            )
+        # End-to-end latency: N full servers each.
+        for c in configs:
+            with running(c.cfg, c.n, worker_only=False) as servers:
+                c.latencies = measure_latency(
+                    servers,
+                    receiver,
+                    n=args.latency_events,
+                    rate=args.latency_rate,
+                    per_event=hooks,
+                    prefix=f"lat{c.scope}",
                 )
-                configs.append(ConfigResult(label, drains, lat, rates[scope]))
-    if not args.no_sqlite:
-        with backend("sqlite", root) as db:
-            label = label_of("SQLite", 1)
-            console.print(f"[bold]processes[/bold]: {label}")
-            rates = write_backlogs(db, ["s1-"])
-            cfg = db.write_config("full", args, run_worker=True)
-            drains, lat = measure_config(
-                args, db, receiver, cfg, 1, scope="s1-", total=total, hooks=hooks, label=label
+            console.print(
+                f"  {c.label}: end-to-end p50 {ms(p50(c.latencies))}, p95 {ms(p95(c.latencies))}"
             )
-            configs.append(ConfigResult(label, drains, lat, rates["s1-"]))
 
     rows: list[Row] = []
     best: dict[str, float] = {}
@@ -1158,7 +1189,13 @@ def bench_backlog(
             console.print(
                 f"  {res.seconds:.1f} s ({res.rate:,.0f}/s; settled {res.settled:.1f} s; {res.cpu})"
             )
-        tenth = next((t for t, d in progress if d >= total // 10), None)
+
+        def rss_at(series: list[tuple[float, int]], share: float) -> int:
+            """RSS at the last sample before ``share`` of the deliveries had arrived."""
+            when = next((t for t, d in progress if d >= total * share), None)
+            before = [r for t, r in series if when is not None and t <= when]
+            return before[-1] if before else series[0][1]
+
         rows.append(
             Row(
                 f"drain of {total:,} deliveries, {n_workers} worker processes",
@@ -1171,12 +1208,21 @@ def bench_backlog(
                 + ("; py-spy attached" if args.profile else ""),
             )
         )
+        dump = root / "backlog-rss.json"
+        dump.write_text(
+            json.dumps(
+                {
+                    "baseline": baseline,
+                    "progress": progress,
+                    "rss": {str(pid): series for pid, series in samples.items()},
+                }
+            )
+        )
         for i, w in enumerate(workers, 1):
             series = samples[w.pid]
             peak = max(r for _, r in series)
             growth = peak - baseline[w.pid]
-            after_warmup = [r for t, r in series if tenth is not None and t <= tenth]
-            warm = after_warmup[-1] if after_warmup else baseline[w.pid]
+            at = {share: rss_at(series, share) / MB for share in (0.1, 0.5)}
             rows.append(
                 Row(
                     f"worker {i} RSS growth while draining",
@@ -1184,14 +1230,15 @@ def bench_backlog(
                     "< 50 MB",
                     "",
                     growth < 50 * MB if total >= 100_000 else None,
-                    note=f"idle {baseline[w.pid] / MB:.0f} MB, at 10% {warm / MB:.0f} MB, "
-                    f"peak {peak / MB:.0f} MB, end {series[-1][1] / MB:.0f} MB; "
+                    note=f"idle {baseline[w.pid] / MB:.0f} MB; at 10% {at[0.1]:.0f}, 50% "
+                    f"{at[0.5]:.0f}, peak {peak / MB:.0f}, end {series[-1][1] / MB:.0f} MB; "
                     f"{len(series)} samples",
                 )
             )
     notes = [
         f"backlog: {n_events:,} events x {n_hooks} webhooks bulk-inserted (COPY, then ANALYZE) "
-        f"in {insert_s:.1f} s, held, then released to {n_workers} --worker-only processes"
+        f"in {insert_s:.1f} s, held, then released to {n_workers} --worker-only processes; "
+        f"RSS samples in {dump}"
     ]
     return rows, notes
 
