@@ -80,3 +80,22 @@ def test_health_reports_the_worker() -> None:
     with SimpleServer() as server:
         health = httpx.get(f"{server.base_url}/healthz").json()
         assert health["webhooks"] is False and health["worker"] is None
+
+
+def test_a_database_outage_is_a_503_not_a_500() -> None:
+    import sqlalchemy.exc
+
+    with SimpleServer() as server:
+        store = server.app.state.services.store
+
+        async def refuse(*args, **kwargs):
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("too many clients"))
+
+        store.get = refuse
+        response = httpx.get(
+            f"{server.base_url}/api/v1/metadata/x",
+            headers={"Authorization": f"Apikey {server.api_key}"},
+        )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "database is unavailable" in response.json()["detail"]

@@ -198,8 +198,10 @@ class Database:
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
             self._write_lock: asyncio.Lock | None = asyncio.Lock()
         else:
+            # Small pools: several processes share one server's max_connections
+            # (100 by default); each process also holds one LISTEN connection.
             self.reader = self.writer = create_async_engine(
-                url, pool_size=10, max_overflow=10, pool_pre_ping=True
+                url, pool_size=5, max_overflow=10, pool_timeout=30, pool_pre_ping=True
             )
             self._write_lock = None
 
@@ -229,6 +231,8 @@ class Database:
         if tx.new_deliveries:
             for wake in self._wakeups:
                 wake()
+        for callback in tx.after_commit:
+            callback()
 
     async def dispose(self) -> None:
         await self.reader.dispose()
@@ -237,11 +241,13 @@ class Database:
 
 
 class WriteTransaction:
-    """A connection in a write transaction, counting the deliveries it adds."""
+    """A connection in a write transaction, plus what to do once it commits."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.new_deliveries = 0
+        #: Called after the transaction commits (not after a rollback).
+        self.after_commit: list[Callable[[], None]] = []
 
     async def execute(self, statement: Any, params: Any = None) -> Any:
         return await self.conn.execute(statement, params)

@@ -13,6 +13,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import HookbookError
@@ -49,6 +50,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Not the caller's mistake and not a bug: the database refused or dropped the
+    # connection (too many clients, a restart). 503 says "try again"; nothing was
+    # written, since the transaction did not commit. A constraint violation that
+    # reaches here is a bug, not an outage.
+    if isinstance(exc, IntegrityError):
+        return await _unexpected(request, exc)
+    logger.warning("database error on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {
+            "detail": "the database is unavailable right now; nothing was written, "
+            "try again shortly",
+            "error": "HookbookError",
+        },
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse(
@@ -64,4 +84,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HookbookError, _hookbook_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
