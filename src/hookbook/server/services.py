@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..catalog.store import CatalogStore
 from ..config import Settings, WebhookSettings
@@ -47,7 +47,6 @@ class Services:
     lock: DirectoryLock | None = None
     listener: OutboxListener | None = None
     metrics: Metrics = field(default_factory=Metrics)
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     async def start(cls, settings: Settings, seams: Seams | None = None) -> Services:
