@@ -122,17 +122,49 @@ class WebhookSettings(_Strict):
 
 
 class Limits(_Strict):
-    """Caps on what one request may carry."""
+    """Caps on what one request may carry, and on what one node may hold.
+
+    Every request body is capped by its route before it is read: webhook
+    bodies at ``max_webhook_body_bytes``, catalog JSON bodies at
+    ``max_json_body_bytes``, data at ``max_data_bytes``; a body over its cap
+    is a 413, and a request without a valid key is refused (401) before any of
+    its body is read.
+    """
 
     max_key_length: int = Field(255, ge=1, description="Longest node key.")
+    max_path_depth: int = Field(
+        64, ge=1, le=1000, description="Deepest node: segments from the root to it (422 below)."
+    )
     max_metadata_bytes: int = Field(
         256 * 1024, ge=2, description="Largest metadata object, as JSON (413 above)."
     )
-    max_data_bytes: int = Field(
-        1024**3, ge=1, description="Largest array or table upload (413 above)."
-    )
     max_metadata_depth: int = Field(
         100, ge=1, le=200, description="Deepest nesting of objects and lists in metadata."
+    )
+    max_structure_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        description="Largest array or table structure (shape, chunks, dims, Arrow schema, "
+        "columns), as JSON (413 above).",
+    )
+    max_table_columns: int = Field(1024, ge=1, description="Most columns in a table (413 above).")
+    max_array_dims: int = Field(32, ge=1, le=32, description="Most axes of an array (422 above).")
+    max_data_bytes: int = Field(
+        1024**3,
+        ge=1,
+        description="Largest array or table, as uploaded and as decoded (413 above).",
+    )
+    max_json_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest JSON body of a catalog request (create, metadata update): "
+        "metadata, specs and structure with their framing (413 above).",
+    )
+    max_webhook_body_bytes: int = Field(
+        8 * 1024, ge=1024, description="Largest body of a webhook request (413 above)."
+    )
+    max_patch_operations: int = Field(
+        1000, ge=1, description="Most operations in one JSON Patch of metadata (413 above)."
     )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -62,7 +64,25 @@ def create_app(settings: Settings, *, seams: Seams | None = None) -> FastAPI:
         check_settings(settings.webhooks)  # a bad setting stops here, before start-up
         app.include_router(webhooks.router)
     app.include_router(unsupported.router)
+    app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_bodies(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the models of the bodies routes read themselves
+    (:mod:`.bodies`), so the ``$ref`` of each such request body resolves."""
+    if app.openapi_schema is None:
+        from .bodies import DOCUMENTED_BODIES
+
+        schema = FastAPI.openapi(app)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, model in DOCUMENTED_BODIES.items():
+            if f'"#/components/schemas/{name}"' in json.dumps(schema["paths"]):
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[name] = body
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 #: The environment variable ``app_from_environment`` reads (set by ``hookbook serve``).

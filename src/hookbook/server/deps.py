@@ -54,12 +54,13 @@ async def authenticate(request: Request, services: ServicesDep) -> ApiKey:
     raise AuthenticationError("the API key is not valid")
 
 
-def require(scope: str):  # type: ignore[no-untyped-def]
-    """A dependency that admits keys holding ``scope`` (``admin`` holds all)."""
+def require(*scopes: str):  # type: ignore[no-untyped-def]
+    """A dependency that admits keys holding every one of ``scopes`` (``admin`` holds all)."""
 
     async def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
-        if not key.grants(scope):
-            raise PermissionDeniedError(f"this API key lacks the {scope!r} scope", scope=scope)
+        for scope in scopes:
+            if not key.grants(scope):
+                raise PermissionDeniedError(f"this API key lacks the {scope!r} scope", scope=scope)
         return key
 
     return check

@@ -18,7 +18,8 @@ from ... import protocol
 from ..._version import __version__
 from ...catalog.paths import check_key, join_path, parse_path
 from ...catalog.store import CatalogStore, Node, table_from_ipc
-from ...errors import ClientInputError, ConflictError, PayloadTooLargeError
+from ...errors import ClientInputError, ConflictError
+from ..bodies import decode_json, read_body
 from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
@@ -31,32 +32,19 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/api/v1"
 
 
-async def _body(request: Request, store: CatalogStore) -> bytes:
-    """Read a request body, refusing one over the data cap before reading it all."""
-    limit = store.limits.max_data_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"body is {declared} bytes; the limit is {limit}")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _data(request: Request, store: CatalogStore) -> bytes:
+    """An array's or a table's bytes, capped at ``max_data_bytes``."""
+    return await read_body(request, store.limits.max_data_bytes, what="the data")
 
 
 async def _json(request: Request, store: CatalogStore) -> Any:
-    import json
+    """A catalog JSON body (metadata, specs, structure), capped at ``max_json_body_bytes``.
 
-    raw = await _body(request, store)
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ClientInputError(f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ClientInputError("body is not usable JSON: it is nested too deeply") from None
+    Nesting is bounded well above the metadata limit (which the store checks
+    exactly), so that no recursive step on the way can overflow."""
+    limits = store.limits
+    raw = await read_body(request, limits.max_json_body_bytes)
+    return decode_json(raw, max_depth=2 * limits.max_metadata_depth + 8)
 
 
 def _parse(model: type[Any], data: Any) -> Any:
@@ -230,7 +218,7 @@ async def close_stream(path: str, store: StoreDep, _: WriteMetadata) -> dict[str
 async def put_array(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
-    await store.write_array(path, await _body(request, store))
+    await store.write_array(path, await _data(request, store))
     return {}
 
 
@@ -255,7 +243,7 @@ async def patch_array(
         )
     except ValueError as exc:
         raise ClientInputError(str(exc)) from None
-    body = await _body(request, store)
+    body = await _data(request, store)
     if append:
         node = await store.append_array(path, body, params.shape)
     else:
@@ -344,7 +332,7 @@ def _columns(table: Any, columns: list[str] | None) -> Any:
 async def put_table(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
-    await store.write_table(path, table_from_ipc(await _body(request, store)))
+    await store.write_table(path, table_from_ipc(await _data(request, store)))
     return {}
 
 
@@ -388,7 +376,7 @@ async def put_partition(
     partition: Annotated[int, Query(ge=0)],
 ) -> dict[str, Any]:
     _only_partition_zero(partition)
-    await store.write_table(path, table_from_ipc(await _body(request, store)))
+    await store.write_table(path, table_from_ipc(await _data(request, store)))
     return {}
 
 
@@ -401,5 +389,5 @@ async def append_partition(
     partition: Annotated[int, Query(ge=0)],
 ) -> dict[str, Any]:
     _only_partition_zero(partition)
-    node = await store.append_table(path, table_from_ipc(await _body(request, store)))
+    node = await store.append_table(path, table_from_ipc(await _data(request, store)))
     return node.structure or {}

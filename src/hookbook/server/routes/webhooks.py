@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from ...errors import InvalidURLError
 from ...url_safety import check_url_syntax
 from ...webhooks.service import WebhookService
+from ..bodies import openapi_body, webhook_body
 from ..deps import ReadWebhooks, WriteWebhooks, get_webhook_service
 from ..schemas import (
     DeliveryDetail,
@@ -27,6 +28,12 @@ Service = Annotated[WebhookService, Depends(get_webhook_service)]
 #: not a database overflow (500).
 MAX_ID = 2**31 - 1
 WebhookId = Annotated[int, Path(ge=1, le=MAX_ID, description="A webhook id")]
+
+# Bodies are read only once the key is known to hold the scope (never before).
+Registration = Annotated[
+    WebhookRegistration, Depends(webhook_body(WebhookRegistration, "write:webhooks"))
+]
+Changes = Annotated[WebhookPatch, Depends(webhook_body(WebhookPatch, "write:webhooks"))]
 DeliveryId = Annotated[int, Path(ge=1, le=MAX_ID, description="A delivery id")]
 
 
@@ -41,10 +48,13 @@ def _checked_url(service: WebhookService, url: str) -> str:
         raise InvalidURLError(f"url: {exc}") from None
 
 
-@router.post("/target/{path:path}", response_model=WebhookOut, summary="Register a webhook")
-async def register(
-    path: str, body: WebhookRegistration, service: Service, _: WriteWebhooks
-) -> WebhookOut:
+@router.post(
+    "/target/{path:path}",
+    response_model=WebhookOut,
+    summary="Register a webhook",
+    openapi_extra=openapi_body(WebhookRegistration),
+)
+async def register(path: str, body: Registration, service: Service) -> WebhookOut:
     url = _checked_url(service, body.url)
     hook = await service.register(path, url, secret=body.secret, events=body.events)
     return WebhookOut.of(hook)
@@ -101,10 +111,13 @@ async def get_webhook(webhook_id: WebhookId, service: Service, _: ReadWebhooks) 
     return WebhookOut.of(await service.get(webhook_id))
 
 
-@router.patch("/{webhook_id}", response_model=WebhookOut, summary="Change a webhook")
-async def update(
-    webhook_id: WebhookId, body: WebhookPatch, service: Service, _: WriteWebhooks
-) -> WebhookOut:
+@router.patch(
+    "/{webhook_id}",
+    response_model=WebhookOut,
+    summary="Change a webhook",
+    openapi_extra=openapi_body(WebhookPatch),
+)
+async def update(webhook_id: WebhookId, body: Changes, service: Service) -> WebhookOut:
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     if "url" in changes:
         changes["url"] = _checked_url(service, changes["url"])
