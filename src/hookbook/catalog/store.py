@@ -33,13 +33,14 @@ from ..errors import (
     ClientInputError,
     ConflictError,
     InvalidDataError,
+    InvalidPathError,
     NotAStreamError,
     NotFoundError,
     PayloadTooLargeError,
     StreamClosedError,
 )
 from ..protocol import ArrayPatchParams, ArrayStructure, TableStructure, normalise_specs
-from . import files
+from . import files, validation
 from .paths import check_key, join_path, parse_path
 
 FAMILIES = ("container", "array", "table")
@@ -300,6 +301,12 @@ class CatalogStore:
         table when its data is first written (:meth:`write_array`, :meth:`write_table`)."""
         parent_segments = parse_path(parent_path)
         check_key(key, max_length=self.limits.max_key_length)
+        if len(parent_segments) + 1 > self.limits.max_path_depth:
+            raise InvalidPathError(
+                f"{key!r} would be {len(parent_segments) + 1} levels deep; "
+                f"the limit is {self.limits.max_path_depth}",
+                limit=self.limits.max_path_depth,
+            )
         if structure_family not in FAMILIES:
             raise ClientInputError(
                 f"structure_family {structure_family!r} is not supported; "
@@ -368,14 +375,14 @@ class CatalogStore:
                 await self._record(tx, self._created_event(node, stamp))
         return node
 
-    @staticmethod
-    def _check_structure(family: str, structure: dict[str, Any]) -> dict[str, Any]:
+    def _check_structure(self, family: str, structure: dict[str, Any]) -> dict[str, Any]:
+        model = ArrayStructure if family == "array" else TableStructure
         try:
-            if family == "array":
-                return ArrayStructure.model_validate(structure).model_dump(mode="json")
-            return TableStructure.model_validate(structure).model_dump(mode="json")
+            checked = model.model_validate(structure).model_dump(mode="json")
         except ValueError as exc:
             raise ClientInputError(f"invalid {family} structure: {_first_problem(exc)}") from None
+        validation.check_structure(family, checked, self.limits)
+        return checked
 
     async def _swap_data(
         self, node: Node, write_file: Callable[[], str], structure: dict[str, Any]

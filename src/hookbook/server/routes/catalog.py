@@ -7,7 +7,10 @@ method, and answer with a protocol document.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
@@ -19,10 +22,15 @@ from ..._version import __version__
 from ...catalog.paths import check_key, join_path, parse_path
 from ...catalog.store import CatalogStore, Node, table_from_ipc
 from ...errors import ClientInputError, ConflictError
+from ...patching import PatchBudget
 from ..bodies import decode_json, read_body
 from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
+
+#: The database's integer range (a 64-bit signed OFFSET on SQLite and PostgreSQL):
+#: a larger page offset is a 422, not an overflow in the driver (500).
+MAX_OFFSET = 2**63 - 1
 
 ARROW_FILE = protocol.APACHE_ARROW_FILE_MIME_TYPE
 SHAPE_HEADER = protocol.SHAPE_HEADER
@@ -94,7 +102,7 @@ async def search(
     request: Request,
     store: StoreDep,
     _: ReadMetadata,
-    offset: Annotated[int, Query(alias="page[offset]", ge=0)] = 0,
+    offset: Annotated[int, Query(alias="page[offset]", ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(alias="page[limit]", ge=0)] = protocol.DEFAULT_PAGE_LIMIT,
     sort: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
@@ -153,10 +161,17 @@ async def create(path: str, request: Request, store: StoreDep, _: WriteMetadata)
     ).model_dump(mode="json")
 
 
-async def _update(store: CatalogStore, path: str, request_model: Any) -> dict[str, Any]:
+async def _update(
+    store: CatalogStore,
+    path: str,
+    apply: Callable[[dict[str, Any], list[protocol.Spec]], tuple[dict[str, Any], Any]],
+) -> dict[str, Any]:
     node = await store.get(path)
     try:
-        metadata, specs = request_model.apply(node.metadata, protocol.normalise_specs(node.specs))
+        # Off the event loop: a patch of a large document takes milliseconds.
+        metadata, specs = await asyncio.to_thread(
+            apply, node.metadata, protocol.normalise_specs(node.specs)
+        )
     except ValueError as exc:
         raise ConflictError(str(exc)) from None
     updated = await store.update_metadata(
@@ -172,7 +187,9 @@ async def patch_metadata(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
     body = _parse(protocol.MetadataPatchRequest, await _json(request, store))
-    return await _update(store, path, body)
+    limits = store.limits
+    budget = PatchBudget(limits.max_metadata_bytes, limits.max_patch_operations)
+    return await _update(store, path, functools.partial(body.apply, budget=budget))
 
 
 @router.put("/metadata/{path:path}", summary="Replace a node's metadata and specs")
@@ -180,7 +197,7 @@ async def replace_metadata(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
     body = _parse(protocol.MetadataReplaceRequest, await _json(request, store))
-    return await _update(store, path, body)
+    return await _update(store, path, body.apply)
 
 
 @router.delete("/metadata/{path:path}", summary="Delete a node (recursive=true: and below)")
