@@ -388,7 +388,7 @@ EXTRA_DESCRIPTIONS = {
     ("Settings", "limits"): "Caps on what one request may carry; see the `limits` table below.",
     ("ApiKey", "key"): "The key: at least 8 word characters (letters, digits, `_`).",
     ("ApiKey", "scopes"): "`admin` (all), or any of `read:metadata`, `write:metadata`, "
-    "`read:webhooks`, `write:webhooks`.",
+    "`read:webhooks`, `write:webhooks`, `read:operations`.",
 }
 
 

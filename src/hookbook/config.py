@@ -29,8 +29,21 @@ __all__ = [
     "parse_settings",
 ]
 
-Scope = Literal["admin", "read:metadata", "write:metadata", "read:webhooks", "write:webhooks"]
-SCOPES: tuple[str, ...] = ("read:metadata", "write:metadata", "read:webhooks", "write:webhooks")
+Scope = Literal[
+    "admin",
+    "read:metadata",
+    "write:metadata",
+    "read:webhooks",
+    "write:webhooks",
+    "read:operations",
+]
+SCOPES: tuple[str, ...] = (
+    "read:metadata",
+    "write:metadata",
+    "read:webhooks",
+    "write:webhooks",
+    "read:operations",
+)
 
 
 class _Strict(BaseModel):
