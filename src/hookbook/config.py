@@ -196,6 +196,13 @@ class Settings(_Strict):
     lock_directory: bool | None = Field(
         None, description="Refuse a second server on the directory (default: when on SQLite)."
     )
+    keep_alive_timeout: int = Field(
+        75,
+        ge=1,
+        description="Seconds an idle keep-alive connection stays open. Keep it well above "
+        "clients' own (5 s for httpx and the tiled client), so a client never reuses a "
+        "connection the server is closing at that moment (a reset, with no response).",
+    )
 
     @property
     def database_url(self) -> str:
