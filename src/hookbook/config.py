@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -226,22 +227,55 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _substitute(text: str, environ: Mapping[str, str], source: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in environ:
-            raise ConfigurationError(
-                f"{source}: environment variable {name} is not set (used as ${{{name}}})",
-                variable=name,
-            )
-        return environ[name]
+class _Variables:
+    """``${VAR}`` substituted into string values *after* YAML has parsed the file.
 
-    # A line that is only a comment is left alone: a commented-out setting
-    # must not need its variable.
-    return "".join(
-        line if line.lstrip().startswith("#") else _VAR.sub(replace, line)
-        for line in text.splitlines(keepends=True)
-    )
+    Each ``${VAR}`` in the text is first replaced by a placeholder that YAML reads as
+    plain text wherever it stands (a flow list such as ``[${KEY}]`` included); the
+    parsed values then get the environment's values. So a value is always one
+    string, whatever it holds (``a, b`` is not two keys, ``*x`` is not an alias),
+    and YAML never sees a secret, so none of its errors can print one. A
+    ``${VAR}`` in a comment vanishes with the comment and needs no variable.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._prefix = f"hookbookvar{secrets.token_hex(8)}n"
+        self.names: list[str] = []
+        self._placeholder = re.compile(re.escape(self._prefix) + r"(\d+)x")
+        self.text = _VAR.sub(self._mark, text)
+
+    def _mark(self, match: re.Match[str]) -> str:
+        self.names.append(match.group(1))
+        return f"{self._prefix}{len(self.names) - 1}x"
+
+    def restore(self, text: str) -> str:
+        """``text`` with placeholders shown as the ``${VAR}`` they stand for (for errors)."""
+        return self._placeholder.sub(lambda m: f"${{{self.names[int(m.group(1))]}}}", text)
+
+    def substitute(self, value: Any, environ: Mapping[str, str], where: str = "") -> Any:
+        """``value`` (parsed YAML) with every placeholder replaced from ``environ``."""
+        if isinstance(value, dict):
+            return {
+                key: self.substitute(item, environ, f"{where}.{key}" if where else str(key))
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [self.substitute(item, environ, f"{where}[{i}]") for i, item in enumerate(value)]
+        if isinstance(value, str):
+
+            def replace(match: re.Match[str]) -> str:
+                name = self.names[int(match.group(1))]
+                if name not in environ:
+                    raise ConfigurationError(
+                        f"{where or 'the file'}: environment variable {name} is not set "
+                        f"(used as ${{{name}}})",
+                        variable=name,
+                        setting=where,
+                    )
+                return environ[name]
+
+            return self._placeholder.sub(replace, value)
+        return value
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
@@ -252,12 +286,17 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         text = path.read_text()
     except OSError as exc:
         raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
+    variables = _Variables(text)
     try:
-        data = yaml.safe_load(_substitute(text, environ, str(path))) or {}
+        parsed = yaml.safe_load(variables.text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: not valid YAML: {variables.restore(str(exc))}") from None
+    if not isinstance(parsed, dict):
         raise ConfigurationError(f"{path}: the top level must be a mapping of settings")
+    try:
+        data = variables.substitute(parsed, environ)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: {exc.detail}", **exc.context) from None
     base = path.resolve().parent
     data.setdefault("directory", ".")
     if isinstance(data["directory"], str):  # anything else: parse_settings names it
