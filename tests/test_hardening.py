@@ -8,12 +8,14 @@ on the root that has delivered their events.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from hookbook.client import from_uri
@@ -295,3 +297,121 @@ def test_a_node_deeper_than_max_path_depth_is_422(refused):
     finally:
         store.limits = Limits()
     assert_error(response, 422, "would be 2 levels deep; the limit is 1", error="InvalidPathError")
+
+
+# ---- 4 and 5. data: decoded sizes, truncated and malformed Arrow ---------------------
+
+
+def arrow(table: pa.Table, *, file: bool = True, compression: str | None = None) -> bytes:
+    sink = io.BytesIO()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    opener = pa.ipc.new_file if file else pa.ipc.new_stream
+    with opener(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+TABLE_WRITES = [
+    ("PUT", "/api/v1/table/full/c/tbl"),
+    ("PUT", "/api/v1/table/partition/c/tbl?partition=0"),
+    ("PATCH", "/api/v1/table/partition/c/tbl?partition=0"),
+]
+
+
+@pytest.fixture
+def small_data_cap(refused):
+    store = refused.server.app.state.services.store
+    store.limits = Limits(max_data_bytes=1_000_000)
+    yield refused
+    store.limits = Limits()
+
+
+@pytest.mark.parametrize(("method", "route"), TABLE_WRITES)
+@pytest.mark.parametrize("file", [True, False], ids=["file", "stream"])
+def test_a_compressed_table_is_capped_by_what_it_decodes_to(small_data_cap, method, route, file):
+    big = pa.table({"x": np.zeros(2_500_000, dtype="i8"), "y": pa.nulls(2_500_000, pa.string())})
+    body = arrow(big, file=file, compression="zstd")
+    assert len(body) < 100_000  # 20 MB of zeros, a few kB on the wire
+    response = small_data_cap.http.request(method, route, content=body)
+    error = assert_error(response, 413, "the table decodes to", "the limit is 1000000")
+    assert error["context"]["size"] >= 20_000_000
+
+
+@pytest.mark.parametrize(("method", "route"), TABLE_WRITES)
+def test_a_null_column_of_a_billion_rows_is_413(refused, method, route):
+    body = arrow(pa.table({"x": pa.nulls(10**9)}))
+    assert len(body) < 1000
+    response = refused.http.request(method, route, content=body)
+    assert_error(response, 413, "1000000000 rows", "a null column counts 8 bytes a row")
+
+
+@pytest.mark.parametrize("file", [True, False], ids=["file", "stream"])
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.9])
+def test_a_truncated_arrow_body_is_422(refused, file, keep):
+    body = arrow(pa.table({"x": [1, 2], "y": ["a", "b"]}), file=file)
+    for method, route in TABLE_WRITES:
+        response = refused.http.request(method, route, content=body[: int(len(body) * keep)])
+        assert_error(
+            response,
+            422,
+            "not a usable Arrow IPC",
+            "cut short" if file and keep > 0.8 else "",
+            error="InvalidDataError",
+        )
+
+
+DENSE_UNION = pa.UnionArray.from_dense(
+    pa.array([0], pa.int8()), pa.array([0], pa.int32()), [pa.array([1])]
+)
+
+
+@pytest.mark.parametrize(
+    ("column", "type_name"),
+    [
+        (pa.array([(1, 2, 3)], pa.month_day_nano_interval()), "month_day_nano_interval"),
+        (DENSE_UNION, "dense_union"),
+        (pa.RunEndEncodedArray.from_arrays([1], [7]), "run_end_encoded"),
+        (pa.array([{}], pa.struct([])), "struct<>"),
+    ],
+)
+def test_a_type_parquet_cannot_store_is_422_naming_it(refused, column, type_name):
+    body = arrow(pa.table({"x": column}))
+    for method, route in TABLE_WRITES:
+        response = refused.http.request(method, route, content=body)
+        assert_error(response, 422, "column 'x' has type", type_name, "cannot store")
+
+
+@pytest.mark.parametrize(
+    ("names", "word"), [(["x", "x"], "'x' is used twice"), (["", "y"], "empty")]
+)
+def test_column_names_are_checked_when_data_is_written(refused, names, word):
+    table = pa.Table.from_arrays([pa.array([1]), pa.array(["a"])], names=names)
+    for method, route in TABLE_WRITES:
+        response = refused.http.request(method, route, content=arrow(table))
+        assert_error(response, 422, word, error="InvalidDataError")
+
+
+def test_string_buffers_that_are_not_utf8_or_overrun_are_422(refused):
+    bad_utf8 = pa.Array.from_buffers(
+        pa.string(), 1, [None, pa.py_buffer(np.array([0, 2], "i4")), pa.py_buffer(b"\xff\xfe")]
+    )
+    # A valid 515-character string whose end offset (in the body, after the metadata)
+    # is then rewritten past its data.
+    valid = arrow(pa.table({"x": pa.array([1]), "y": ["s" * 515]}), file=False)
+    head, _, tail = valid.rpartition(np.array([0, 515], "<i4").tobytes())
+    overrun = head + np.array([0, 2**30], "<i4").tobytes() + tail
+    assert tail.startswith(b"s" * 515)  # it was the offsets buffer, before the data
+    for body in (arrow(pa.table({"x": pa.array([1]), "y": bad_utf8})), overrun):
+        for method, route in TABLE_WRITES:
+            response = refused.http.request(method, route, content=body)
+            assert_error(response, 422, "not a usable Arrow IPC")
+
+
+@pytest.mark.parametrize("shape", ["4294967296,4294967296", "0,18446744073709551616"])
+def test_an_array_patch_whose_byte_count_overflows_is_413(refused, shape):
+    response = refused.http.patch(
+        "/api/v1/array/full/c/arr",
+        params={"offset": "0,0", "shape": shape, "extend": "true"},
+        content=b"\x00" * 8,
+    )
+    assert_error(response, 413, "would grow to shape")

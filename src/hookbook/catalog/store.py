@@ -13,8 +13,8 @@ the first full write of its data records the event.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -560,8 +560,9 @@ class CatalogStore:
         declared = TableStructure.model_validate(node.structure)
         try:
             written = TableStructure.from_arrow_schema(table.schema)  # pandas index left out
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # the schema's pandas metadata is JSON
             raise InvalidDataError(f"invalid table: {_first_problem(exc)}") from None
+        validation.check_structure("table", written.model_dump(mode="json"), self.limits)
         if declared.columns and list(written.columns) != list(declared.columns):
             raise InvalidDataError(
                 f"table has columns {list(written.columns)}; {list(declared.columns)} were declared"
@@ -685,7 +686,7 @@ class CatalogStore:
         return len(doomed)
 
 
-def _first_problem(exc: ValueError) -> str:
+def _first_problem(exc: Exception) -> str:
     """A pydantic ValidationError's first message (without its URL), or the text."""
     errors = getattr(exc, "errors", None)
     if callable(errors):
@@ -723,7 +724,7 @@ def _a(family: str) -> str:
 
 
 def _array_from_bytes(data: bytes, dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(data) != expected:
         raise InvalidDataError(
             f"got {len(data)} bytes; dtype {dtype.str} and shape {shape} need {expected}",
@@ -731,16 +732,3 @@ def _array_from_bytes(data: bytes, dtype: np.dtype[Any], shape: tuple[int, ...])
             expected=expected,
         )
     return np.frombuffer(data, dtype=dtype).reshape(shape)
-
-
-def table_from_ipc(data: bytes) -> Any:
-    """Decode an Arrow IPC file (or stream) into a ``pyarrow.Table``."""
-    import pyarrow as pa
-
-    try:
-        return pa.ipc.open_file(pa.BufferReader(data)).read_all()
-    except pa.ArrowInvalid:
-        try:
-            return pa.ipc.open_stream(io.BytesIO(data)).read_all()
-        except pa.ArrowInvalid as exc:
-            raise InvalidDataError(f"body is not an Arrow IPC file or stream: {exc}") from None

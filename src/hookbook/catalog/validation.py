@@ -1,5 +1,9 @@
 """What a node may hold: limits on structures and data, checked before anything is built.
 
+The checks on data bodies live here, called from the decoding entry points
+(:func:`table_from_ipc` here, ``_array_from_bytes`` in the store), so that they
+hold whatever stores the data afterwards.
+
 Every check here is cheap and runs before the work it guards: the byte count of an
 array is worked out from its shape (with Python's unbounded integers, so it cannot
 overflow) before any buffer exists; a structure's size is measured before it is
@@ -8,8 +12,11 @@ stored. A structure that passes can always be stored, listed and read back.
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import math
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,3 +84,184 @@ def check_structure(family: str, structure: dict[str, Any], limits: Limits) -> N
             size=size,
             limit=limits.max_structure_bytes,
         )
+
+
+# ---- Arrow IPC tables ------------------------------------------------------------------
+
+#: What one row of a null column costs a reader: a pointer (pandas holds ``None`` objects).
+NULL_ROW_BYTES = 8
+
+
+def table_from_ipc(data: bytes, limits: Limits) -> Any:
+    """Decode an Arrow IPC stream (or file) into a ``pyarrow.Table`` that can be stored
+    and read back, refusing anything else with a 4xx that names the problem:
+
+    - the decoded size is worked out from the messages' metadata before anything is
+      decompressed or built, and is capped at ``max_data_bytes`` (413): a small
+      compressed body cannot unpack into gigabytes;
+    - a stream cut short, or buffers that do not hold what they claim (offsets, UTF-8),
+      is a 422, never half a table;
+    - after decoding, a null column counts :data:`NULL_ROW_BYTES` per row: it holds
+      no buffers, but a reader holds a pointer per row (pandas: ``None`` objects), so
+      a few hundred bytes declaring 10**9 null rows are 8 GB to read: 413 over the cap;
+    - column names that are empty or repeated, more columns than ``max_table_columns``,
+      and types Parquet cannot store (naming the type) are refused before writing.
+    """
+    import pyarrow as pa
+
+    buffer = pa.py_buffer(data)
+    if data[:6] == b"ARROW1":
+        # The file format is the stream format between an 8-byte magic and a footer:
+        # read what is there, in order (a footer cannot point anywhere else).
+        if len(data) < 16 or data[-6:] != b"ARROW1":
+            raise InvalidDataError(
+                "body is not a usable Arrow IPC file: it is cut short (no footer)"
+            )
+        buffer = buffer.slice(8)
+    try:
+        decoded = _decoded_size(buffer)
+        if decoded > limits.max_data_bytes:
+            raise PayloadTooLargeError(
+                f"the table decodes to {decoded} bytes; the limit is {limits.max_data_bytes}",
+                size=decoded,
+                limit=limits.max_data_bytes,
+            )
+        table = pa.ipc.open_stream(pa.BufferReader(buffer)).read_all()
+        table.validate(full=True)
+    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError, struct.error) as exc:
+        if isinstance(exc, InvalidDataError | PayloadTooLargeError):
+            raise
+        raise InvalidDataError(f"body is not a usable Arrow IPC file or stream: {exc}") from None
+    rows = table.num_rows
+    size = sum(
+        rows * NULL_ROW_BYTES if pa.types.is_null(column.type) else column.nbytes
+        for column in table.columns
+    )
+    if size > limits.max_data_bytes:
+        raise PayloadTooLargeError(
+            f"the table is {rows} rows by {table.num_columns} columns, {size} bytes decoded "
+            f"(a null column counts {NULL_ROW_BYTES} bytes a row); "
+            f"the limit is {limits.max_data_bytes}",
+            size=size,
+            limit=limits.max_data_bytes,
+        )
+    check_columns(table.schema.names, limits)
+    check_storable(table.schema)
+    return table
+
+
+def check_storable(schema: Any) -> None:
+    """Refuse (422, naming the column and its type) a schema Parquet cannot store."""
+    problem = _storage_problem(schema.serialize().to_pybytes())
+    if problem is not None:
+        raise InvalidDataError(problem)
+
+
+@functools.lru_cache(maxsize=256)
+def _storage_problem(serialized_schema: bytes) -> str | None:
+    """Why a schema cannot round-trip through Parquet, or None; cached, since every
+    append to a table brings the same schema again."""
+    import pyarrow as pa
+
+    schema = pa.ipc.read_schema(pa.py_buffer(serialized_schema))
+    if _round_trips(schema):
+        return None
+    for field in schema:  # find the culprit, to name it
+        if not _round_trips(pa.schema([field])):
+            return f"column {field.name!r} has type {field.type}, which hookbook cannot store"
+    return f"hookbook cannot store a table with the schema {schema}"
+
+
+def _round_trips(schema: Any) -> bool:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    try:
+        pq.write_table(schema.empty_table(), sink)
+        pq.read_table(pa.BufferReader(sink.getvalue()))
+    except (pa.ArrowException, ValueError, TypeError):
+        return False
+    return True
+
+
+# The Arrow IPC message metadata is a flatbuffer (Message.fbs). Only what sizing needs
+# is read here: each batch's buffers, and whether they are compressed.
+_DICTIONARY_BATCH, _RECORD_BATCH = 2, 3
+
+
+def _decoded_size(stream: Any) -> int:
+    """The bytes the record and dictionary batches of ``stream`` decode to."""
+    import pyarrow as pa
+
+    reader = pa.ipc.MessageReader.open_stream(pa.BufferReader(stream))
+    total = 0
+    while True:
+        try:
+            message = reader.read_next_message()
+        except StopIteration:
+            return total
+        metadata = message.metadata.to_pybytes()
+        root = _Table(metadata, _u32(metadata, 0))
+        kind = root.scalar(1, "<B", 0)
+        if kind not in (_DICTIONARY_BATCH, _RECORD_BATCH):
+            continue
+        header = root.table(2)
+        batch = header.table(1) if kind == _DICTIONARY_BATCH and header else header
+        if batch is None:
+            raise InvalidDataError("an Arrow message has no batch in it")
+        total += _batch_size(batch, message.body)
+
+
+def _batch_size(batch: _Table, body: Any) -> int:
+    compressed = batch.table(3) is not None
+    size = 0
+    for offset, length in batch.structs(2, "<qq"):
+        if offset < 0 or length < 0 or offset + length > (body.size if body else 0):
+            raise InvalidDataError("an Arrow buffer lies outside its message")
+        if compressed and length >= 8:
+            # A compressed buffer starts with its uncompressed length (-1: stored as is).
+            declared = struct.unpack("<q", body.slice(offset, 8).to_pybytes())[0]
+            size += length - 8 if declared == -1 else declared
+        else:
+            size += length
+    return size
+
+
+def _u32(data: bytes, at: int) -> int:
+    return struct.unpack_from("<I", data, at)[0]
+
+
+class _Table:
+    """A flatbuffer table: fields by index through its vtable, bounds checked."""
+
+    def __init__(self, data: bytes, at: int) -> None:
+        self.data, self.at = data, at
+        self.vtable = at - struct.unpack_from("<i", data, at)[0]
+        self.vtable_size = struct.unpack_from("<H", data, self.vtable)[0]
+
+    def _field(self, index: int) -> int | None:
+        slot = 4 + 2 * index
+        if slot + 2 > self.vtable_size:
+            return None
+        offset = struct.unpack_from("<H", self.data, self.vtable + slot)[0]
+        return self.at + offset if offset else None
+
+    def scalar(self, index: int, fmt: str, default: int) -> int:
+        at = self._field(index)
+        return default if at is None else struct.unpack_from(fmt, self.data, at)[0]
+
+    def table(self, index: int) -> _Table | None:
+        at = self._field(index)
+        return None if at is None else _Table(self.data, at + _u32(self.data, at))
+
+    def structs(self, index: int, fmt: str) -> list[tuple[int, ...]]:
+        at = self._field(index)
+        if at is None:
+            return []
+        start = at + _u32(self.data, at)
+        count = _u32(self.data, start)
+        width = struct.calcsize(fmt)
+        if start + 4 + count * width > len(self.data):
+            raise InvalidDataError("an Arrow message's metadata is cut short")
+        return [struct.unpack_from(fmt, self.data, start + 4 + i * width) for i in range(count)]

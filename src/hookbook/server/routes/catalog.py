@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from ... import protocol
 from ..._version import __version__
 from ...catalog.paths import check_key, join_path, parse_path
-from ...catalog.store import CatalogStore, Node, table_from_ipc
+from ...catalog.store import CatalogStore, Node
+from ...catalog.validation import table_from_ipc
 from ...errors import ClientInputError, ConflictError
 from ...patching import PatchBudget
 from ..bodies import decode_json, read_body
@@ -43,6 +44,18 @@ def base_url(request: Request) -> str:
 async def _data(request: Request, store: CatalogStore) -> bytes:
     """An array's or a table's bytes, capped at ``max_data_bytes``."""
     return await read_body(request, store.limits.max_data_bytes, what="the data")
+
+
+#: Tables bigger than this are decoded off the event loop.
+_DECODE_ON_LOOP_BYTES = 1024 * 1024
+
+
+async def _table(request: Request, store: CatalogStore) -> Any:
+    """A table from an Arrow IPC body: capped, sized before it is decoded, checked."""
+    data = await _data(request, store)
+    if len(data) > _DECODE_ON_LOOP_BYTES:
+        return await asyncio.to_thread(table_from_ipc, data, store.limits)
+    return table_from_ipc(data, store.limits)
 
 
 async def _json(request: Request, store: CatalogStore) -> Any:
@@ -349,7 +362,7 @@ def _columns(table: Any, columns: list[str] | None) -> Any:
 async def put_table(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
-    await store.write_table(path, table_from_ipc(await _data(request, store)))
+    await store.write_table(path, await _table(request, store))
     return {}
 
 
@@ -393,7 +406,7 @@ async def put_partition(
     partition: Annotated[int, Query(ge=0)],
 ) -> dict[str, Any]:
     _only_partition_zero(partition)
-    await store.write_table(path, table_from_ipc(await _data(request, store)))
+    await store.write_table(path, await _table(request, store))
     return {}
 
 
@@ -406,5 +419,5 @@ async def append_partition(
     partition: Annotated[int, Query(ge=0)],
 ) -> dict[str, Any]:
     _only_partition_zero(partition)
-    node = await store.append_table(path, table_from_ipc(await _data(request, store)))
+    node = await store.append_table(path, await _table(request, store))
     return node.structure or {}
