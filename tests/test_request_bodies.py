@@ -18,6 +18,7 @@ import pytest
 from conftest import wait_until
 from hookbook.server import SimpleServer
 from processes import ServeProcess, write_config
+from readers import check_readers, snapshot
 
 KEY = "bodies_admin_key_0123"
 READER = "bodies_reader_key_0123"
@@ -43,6 +44,19 @@ def server():
         enable_webhooks=True, api_keys=[{"key": READER, "scopes": ["read:metadata"]}]
     ) as srv:
         yield srv
+
+
+@pytest.fixture(autouse=True)
+def nothing_written(request):
+    """After each test on the module's server: nothing changed, and everything reads."""
+    if "server" not in request.fixturenames:
+        yield
+        return
+    server = request.getfixturevalue("server")
+    before = snapshot(server)
+    yield
+    assert snapshot(server) == before
+    check_readers(server)
 
 
 def _names(server: SimpleServer) -> list[str]:
