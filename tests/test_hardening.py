@@ -345,6 +345,22 @@ def test_a_null_column_of_a_billion_rows_is_413(refused, method, route):
     assert_error(response, 413, "1000000000 rows", "a null column counts 8 bytes a row")
 
 
+@pytest.mark.parametrize(("method", "route"), TABLE_WRITES)
+def test_a_struct_of_nulls_counts_its_rows_too(refused, method, route):
+    column = pa.StructArray.from_arrays([pa.nulls(2 * 10**9)], names=["a"])
+    response = refused.http.request(method, route, content=arrow(pa.table({"x": column})))
+    assert_error(response, 413, "2000000000 rows")
+
+
+def test_a_compressed_buffer_declaring_a_negative_length_is_422(refused):
+    body = arrow(pa.table({"x": np.arange(1000)}), file=False, compression="zstd")
+    head, _, tail = body.rpartition(np.int64(8000).tobytes())  # the buffer's declared size
+    lying = head + np.int64(-5).tobytes() + tail
+    for method, route in TABLE_WRITES:
+        response = refused.http.request(method, route, content=lying)
+        assert_error(response, 422, "negative length")
+
+
 @pytest.mark.parametrize("file", [True, False], ids=["file", "stream"])
 @pytest.mark.parametrize("keep", [0.3, 0.6, 0.9])
 def test_a_truncated_arrow_body_is_422(refused, file, keep):

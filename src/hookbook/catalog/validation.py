@@ -101,9 +101,10 @@ def table_from_ipc(data: bytes, limits: Limits) -> Any:
       compressed body cannot unpack into gigabytes;
     - a stream cut short, or buffers that do not hold what they claim (offsets, UTF-8),
       is a 422, never half a table;
-    - after decoding, a null column counts :data:`NULL_ROW_BYTES` per row: it holds
-      no buffers, but a reader holds a pointer per row (pandas: ``None`` objects), so
-      a few hundred bytes declaring 10**9 null rows are 8 GB to read: 413 over the cap;
+    - after decoding, every column counts at least a byte per row, and a null column
+      :data:`NULL_ROW_BYTES`: it holds no buffers, but a reader holds a pointer per row
+      (pandas: ``None`` objects), so a few hundred bytes declaring 10**9 null rows are
+      8 GB to read: 413 over the cap;
     - column names that are empty or repeated, more columns than ``max_table_columns``,
       and types Parquet cannot store (naming the type) are refused before writing.
     """
@@ -134,7 +135,7 @@ def table_from_ipc(data: bytes, limits: Limits) -> Any:
         raise InvalidDataError(f"body is not a usable Arrow IPC file or stream: {exc}") from None
     rows = table.num_rows
     size = sum(
-        rows * NULL_ROW_BYTES if pa.types.is_null(column.type) else column.nbytes
+        rows * NULL_ROW_BYTES if pa.types.is_null(column.type) else max(column.nbytes, rows)
         for column in table.columns
     )
     if size > limits.max_data_bytes:
@@ -222,6 +223,8 @@ def _batch_size(batch: _Table, body: Any) -> int:
         if compressed and length >= 8:
             # A compressed buffer starts with its uncompressed length (-1: stored as is).
             declared = struct.unpack("<q", body.slice(offset, 8).to_pybytes())[0]
+            if declared < -1:
+                raise InvalidDataError("an Arrow buffer declares a negative length")
             size += length - 8 if declared == -1 else declared
         else:
             size += length
