@@ -431,3 +431,26 @@ def test_an_array_patch_whose_byte_count_overflows_is_413(refused, shape):
         content=b"\x00" * 8,
     )
     assert_error(response, 413, "would grow to shape")
+
+
+# ---- 8. a listing cannot be made huge -----------------------------------------------
+
+
+def test_a_listing_page_stops_at_max_page_bytes_and_the_next_link_carries_on():
+    with SimpleServer() as server, from_uri(server.uri) as client:
+        for i in range(5):
+            client.create_container(f"n{i}", metadata={"blob": "x" * 100_000})
+        server.app.state.services.store.limits = Limits(max_page_bytes=250_000)
+        with httpx.Client(headers={"Authorization": f"Apikey {server.api_key}"}) as api:
+            url: str | None = f"{server.base_url}/api/v1/search/"
+            pages = []
+            while url:
+                page = api.get(url).json()
+                pages.append([item["id"] for item in page["data"]])
+                assert page["meta"]["count"] == 5
+                url = page["links"]["next"]
+        assert pages == [["n0", "n1"], ["n2", "n3"], ["n4"]]
+        assert list(client) == [f"n{i}" for i in range(5)]
+        # One node over the budget still comes, alone: a page always holds one.
+        server.app.state.services.store.limits = Limits(max_page_bytes=1024)
+        assert list(client) == [f"n{i}" for i in range(5)]

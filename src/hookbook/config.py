@@ -180,6 +180,12 @@ class Limits(_Strict):
     max_patch_operations: int = Field(
         1000, ge=1, description="Most operations in one JSON Patch of metadata (413 above)."
     )
+    max_page_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of metadata and structures in one page of a listing: a "
+        "page stops before the node that would pass it (the next page carries on).",
+    )
 
 
 class Settings(_Strict):

@@ -162,7 +162,12 @@ class CatalogStore:
         limit: int | None = None,
         descending: bool = False,
     ) -> tuple[list[Node], int]:
-        """A page of a container's children (in creation order) and their total count."""
+        """A page of a container's children (in creation order) and their total count.
+
+        The page also stops before the child whose stored metadata and structure would
+        take it over ``limits.max_page_bytes`` (it holds at least one), so that no
+        listing loads hundreds of MB: the caller pages on from what it got.
+        """
         segments = parse_path(path)
         async with self.db.read() as conn:
             parent = await self._get(conn, segments)
@@ -171,15 +176,19 @@ class CatalogStore:
             count = (
                 await conn.execute(sa.select(sa.func.count()).where(nodes.c.parent_id == parent.id))
             ).scalar_one()
-            query = (
-                sa.select(nodes)
-                .where(nodes.c.parent_id == parent.id)
-                .order_by(nodes.c.id.desc() if descending else nodes.c.id)
-                .offset(offset)
-            )
-            if limit is not None:
-                query = query.limit(limit)
-            rows = (await conn.execute(query)).all()
+
+            def page(*columns: Any) -> Any:
+                query = (
+                    sa.select(*columns)
+                    .where(nodes.c.parent_id == parent.id)
+                    .order_by(nodes.c.id.desc() if descending else nodes.c.id)
+                    .offset(offset)
+                )
+                return query if limit is None else query.limit(limit)
+
+            sizes = (await conn.execute(page(_STORED_BYTES))).scalars().all()
+            fitting = _fitting(sizes, self.limits.max_page_bytes)
+            rows = (await conn.execute(page(nodes).limit(fitting))).all()
         return [Node.from_row(r) for r in rows], count
 
     async def count_children(self, node: Node) -> int:
@@ -694,6 +703,22 @@ def _first_problem(exc: Exception) -> str:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return f"{where}: {first['msg']}" if where else str(first["msg"])
     return str(exc)
+
+
+#: What a node's row weighs in a listing: its metadata and structure, as stored JSON.
+_STORED_BYTES = sa.func.length(sa.cast(nodes.c.metadata, sa.Text)) + sa.func.coalesce(
+    sa.func.length(sa.cast(nodes.c.structure, sa.Text)), 0
+)
+
+
+def _fitting(sizes: Sequence[int], budget: int) -> int:
+    """How many of ``sizes``, from the first, fit in ``budget`` (at least one)."""
+    total = 0
+    for count, size in enumerate(sizes):
+        total += size
+        if count and total > budget:
+            return count
+    return len(sizes)
 
 
 def _nesting_depth(value: Any) -> int:

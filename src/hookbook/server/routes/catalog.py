@@ -134,6 +134,8 @@ async def search(
     descending = bool(order) and order[-1][1] < 0
     limit = min(limit, protocol.MAX_PAGE_LIMIT)
     children, count = await store.children(path, offset=offset, limit=limit, descending=descending)
+    if offset + len(children) < count:  # a short page (max_page_bytes): the links follow it
+        limit = len(children)
     base = base_url(request)
     items = [await node_item(store, child, base) for child in children]
     return protocol.search_response(
