@@ -160,29 +160,41 @@ class DriverError(RuntimeError):
 def run_driver(
     target: Target, script: Path, spec: dict[str, Any], *, timeout: float
 ) -> dict[str, Any]:
-    """Run ``script`` under ``target``'s interpreter with ``spec`` (JSON); return the JSON
-    result it writes. Its stderr goes to ours (progress); ``PYTHONPATH`` is dropped, so
-    a target imports its own packages only."""
+    """Run ``script SPEC RESULT`` under ``target``'s interpreter, ``spec`` as JSON; return
+    the JSON it writes to ``RESULT``. Its output is echoed as it comes (progress);
+    ``PYTHONPATH`` is dropped, so a target imports its own packages only."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONUNBUFFERED"] = "1"
     with tempfile.TemporaryDirectory(prefix="bench-driver-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps({**spec, "target": target.kind}))
+        proc = subprocess.Popen(
+            [str(target.python), str(script), str(spec_path), str(result_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        tail: list[str] = []
+
+        def echo() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                print(line, end="", flush=True)
+                tail[:] = [*tail[-14:], line.rstrip()]
+
+        reader = threading.Thread(target=echo, daemon=True)
+        reader.start()
         try:
-            proc = subprocess.run(
-                [str(target.python), str(script), str(spec_path), str(result_path)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise DriverError(f"{target.name}: no result within {timeout:g} s") from exc
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            raise DriverError(f"{target.name}: no result within {timeout:g} s") from None
+        finally:
+            reader.join(10)
         if proc.returncode != 0 or not result_path.exists():
-            tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
-            raise DriverError(f"{target.name}: exit {proc.returncode}\n{tail}")
+            raise DriverError(f"{target.name}: exit {proc.returncode}\n" + "\n".join(tail))
         return json.loads(result_path.read_text())
 
 

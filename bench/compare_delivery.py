@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import math
 import os
 import re
@@ -143,6 +144,14 @@ class Line:
     judged: dict[str, bool] = field(default_factory=dict)
 
 
+def _safely(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, or the error as a cell's text: a table is never lost to one result."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return f"error: {type(exc).__name__} {exc}"[:60]
+
+
 class RoundTable:
     """Builds one round's rows from the drivers' results."""
 
@@ -177,10 +186,12 @@ class RoundTable:
                 failed = t.name in self.results[workload]
                 line.values[t.name] = "failed" if failed else ""
             else:
-                line.values[t.name] = value(result)
+                line.values[t.name] = _safely(value, result)
             if judge is not None and t.kind == "hookbook" and result is not None:
-                judged = judge(t.name, result)
-                if judged is None:
+                judged = _safely(judge, t.name, result)
+                if isinstance(judged, str):  # an error, shown rather than raised
+                    line.verdicts[t.name] = judged
+                elif judged is None:
                     line.verdicts[t.name] = "n/a"
                 else:
                     number, ok = judged
@@ -550,14 +561,27 @@ def summary(rounds: list[list[Line]], targets: list[Target]) -> tuple[list[str],
 
 
 def main(args: argparse.Namespace) -> int:
-    targets = make_targets(args.targets)
+    started = time.monotonic()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        vars(args).update(saved["sizes"])
+        targets = [
+            Target(t["name"], t["label"], t["kind"], Path(t["python"])) for t in saved["targets"]
+        ]
+        rounds: list[Results] = saved["rounds"]
+    else:
+        targets = make_targets(args.targets)
+        rounds = []
     markdown = Path(args.markdown)
     markdown.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
+    raw = markdown.with_suffix(".json")
     out = [f"## Side-by-side delivery benchmark (issue 10)\n\n`{command_line()}`\n\n"]
     all_lines = []
     for r in range(args.rounds):
-        results = run_round(r, targets, args)
+        if not args.from_json:
+            rounds.append(run_round(r, targets, args))
+            raw.write_text(json.dumps(saved_run(args, targets, rounds)))
+        results = rounds[r]
         lines = RoundTable(results, targets).build(args)
         all_lines.append(lines)
         out.append(
@@ -573,8 +597,20 @@ def main(args: argparse.Namespace) -> int:
     notes = [f"whole run {time.monotonic() - started:.0f} s", *HOW]
     out.append(show("Side-by-side delivery: every round", header, rows, notes))
     markdown.write_text("".join(out))
-    console.print(f"Markdown: {markdown}")
+    console.print(f"Markdown: {markdown}" + ("" if args.from_json else f"; raw results: {raw}"))
     return 0
+
+
+SIZES = ("rounds", "e2e_writes", "writes", "events", "load_seconds", "writers")
+
+
+def saved_run(args: argparse.Namespace, targets: list[Target], rounds: list[Results]) -> Any:
+    """What ``--from-json`` needs to print the tables again."""
+    return {
+        "sizes": {name: getattr(args, name) for name in SIZES} | {"rounds": len(rounds)},
+        "targets": [{**vars(t), "python": str(t.python)} for t in targets],
+        "rounds": rounds,
+    }
 
 
 def parse_args() -> argparse.Namespace:
@@ -599,7 +635,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="bound of one driver run, seconds (1800)"
     )
-    parser.add_argument("--markdown", metavar="PATH", help="Markdown output file")
+    parser.add_argument(
+        "--markdown", metavar="PATH", help="Markdown output (raw results beside it, as .json)"
+    )
+    parser.add_argument(
+        "--from-json", metavar="PATH", help="print the tables of a saved run again (no run)"
+    )
     args = parser.parse_args()
     for name, full, small in (
         ("rounds", 2, 1),
