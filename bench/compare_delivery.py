@@ -1,7 +1,7 @@
 """Side-by-side delivery benchmark (issue 10): Tiled 0.2.20, hookbook at the baseline, hookbook now.
 
-    python bench/compare_delivery.py                 # 2 rounds, full sizes: ~35-45 min
-    python bench/compare_delivery.py --quick         # 1 round, small sizes: ~5 min
+    python bench/compare_delivery.py                 # 2 rounds, full sizes: ~45 min on 2 busy cores
+    python bench/compare_delivery.py --quick         # 1 round, small sizes: 5-8 min
     python bench/compare_delivery.py --only e2e writes --rounds 3
 
 The same workloads run against three targets, each in its own interpreter
@@ -616,7 +616,7 @@ def saved_run(args: argparse.Namespace, targets: list[Target], rounds: list[Resu
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="small sizes and 1 round: a smoke run of ~5 min"
+        "--quick", action="store_true", help="small sizes and 1 round: a smoke run of 5-8 min"
     )
     parser.add_argument("--rounds", type=int, help="rounds (default 2; --quick: 1)")
     parser.add_argument("--only", nargs="+", choices=WORKLOADS, help="these workloads only")
