@@ -462,7 +462,7 @@ def test_pages_carry_security_headers(server):
             assert "script-src 'self'" in headers["content-security-policy"]
             assert "frame-ancestors 'none'" in headers["content-security-policy"]
             assert headers["x-frame-options"] == "DENY"
-            assert headers["referrer-policy"] == "no-referrer"
+            assert headers["referrer-policy"] == "same-origin"
         assert client.get("/ui/static/dashboard.js").status_code == 200
 
 

@@ -48,10 +48,13 @@ def _serve(args: argparse.Namespace) -> int:
     webhooks = "on" if settings.webhooks is not None else "off"
 
     def banner(port: int) -> str:
+        dashboard = (
+            f"; dashboard http://{args.host}:{port}/ui/" if settings.webhooks is not None else ""
+        )
         return (
             f"hookbook {__version__} serving http://{args.host}:{port}/api/v1/ "
             f"with {args.processes} process(es) (directory {settings.directory}, "
-            f"webhooks {webhooks}); Ctrl-C stops"
+            f"webhooks {webhooks}{dashboard}); Ctrl-C stops"
         )
 
     if args.processes > 1:

@@ -48,9 +48,15 @@ HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+FORBIDDEN = (
+    "the inspector needs this receiver's token: open receiver.inspector_url "
+    "(the address hookbook receive prints)"
+)
 
 
 def is_inspector_path(path: str) -> bool:
@@ -85,13 +91,10 @@ class Inspector:
             return self._static(path.removeprefix("/static/"))
         presented = request.headers.get("X-Hookbook-Token") or request.args.get("token", "")
         if not hmac.compare_digest(presented.encode(), self.token.encode()):
-            return _json(
-                {
-                    "detail": "the inspector needs this receiver's token: open "
-                    "receiver.inspector_url (the address hookbook receive prints)"
-                },
-                403,
-            )
+            if path == "/":  # a person at the page's address: a page that says why
+                html = _templates().get_template("forbidden.html").render(message=FORBIDDEN)
+                return Response(html, status=403, mimetype="text/html", headers=HEADERS)
+            return _json({"detail": FORBIDDEN}, 403)
         if path == "/" and request.method == "GET":
             return self._page()
         if path == "/api/deliveries" and request.method == "GET":

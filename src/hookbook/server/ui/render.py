@@ -15,7 +15,8 @@ from ..._version import __version__
 from .views import node_path_text, shown_url
 
 #: Every dashboard page: scripts and styles only from this server (no inline code, so
-#: an injected tag could not run even if escaping failed), no framing, no referrer.
+#: an injected tag could not run even if escaping failed), no framing, and no referrer
+#: sent to another site ("same-origin": "no-referrer" would make forms send "Origin: null").
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -23,7 +24,7 @@ SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
