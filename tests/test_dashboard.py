@@ -369,14 +369,17 @@ def test_ping_disable_enable_and_redeliver_are_answered_on_the_page(server, hook
         refused = client.post(f"/ui/webhooks/{hook_id}/ping", data={"csrf": csrf})
         assert refused.status_code == 409
         assert "enable it with PATCH before pinging" in refused.text
+        with from_uri(server.uri) as admin:
+            first = admin.webhooks.history(hook_id)[-1]
+        not_now = client.post(f"/ui/deliveries/{first.id}/redeliver", data={"csrf": csrf})
+        assert not_now.status_code == 409
+        assert "before redelivering" in not_now.text and first.event_id in not_now.text
 
         enabled = client.get(
             client.post(f"/ui/webhooks/{hook_id}/enable", data={"csrf": csrf}).headers["location"]
         )
         assert "Webhook enabled" in enabled.text
 
-        with from_uri(server.uri) as admin:
-            first = admin.webhooks.history(hook_id)[-1]
         redo = client.post(f"/ui/deliveries/{first.id}/redeliver", data={"csrf": csrf})
         assert redo.status_code == 303
         new_page = client.get(redo.headers["location"])

@@ -8,7 +8,6 @@ from functools import cache
 from typing import Any
 
 import jinja2
-from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from ..._version import __version__
@@ -63,13 +62,9 @@ def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
-def page(
-    request: Request, template: str, *, status_code: int = 200, **context: Any
-) -> HTMLResponse:
-    """A full page; ``session`` (or None) decides the header's sign-out form."""
+def page(template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """A full page; ``session`` (or None) decides the header's sign-out form.
+
+    The security headers are added to every dashboard answer by ``routes.UiRoute``."""
     context.setdefault("session", None)
-    return HTMLResponse(
-        render(template, request=request, **context),
-        status_code=status_code,
-        headers=SECURITY_HEADERS,
-    )
+    return HTMLResponse(render(template, **context), status_code=status_code)

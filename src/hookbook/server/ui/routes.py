@@ -61,12 +61,12 @@ class UiRoute(APIRoute):
             except SignInRequired as exc:
                 response = _sign_in_required(request, exc, live)
             except HookbookError as exc:
-                response = _error(request, exc.status_code, exc.detail, live)
+                response = _error(exc.status_code, exc.detail, live)
             except RequestValidationError as exc:
                 problems = "; ".join(
                     f"{err['loc'][-1]}: {err['msg']}" for err in exc.errors() if err.get("loc")
                 )
-                response = _error(request, 422, f"This address is not valid ({problems}).", live)
+                response = _error(422, f"This address is not valid ({problems}).", live)
             response.headers.update(SECURITY_HEADERS)
             return response
 
@@ -88,10 +88,10 @@ def _sign_in_required(request: Request, exc: SignInRequired, live: bool) -> Resp
     return response
 
 
-def _error(request: Request, status: int, message: str, live: bool) -> Response:
+def _error(status: int, message: str, live: bool) -> Response:
     if live:
         return JSONResponse({"detail": message}, status_code=status)
-    return page(request, "error.html", status_code=status, message=message)
+    return page("error.html", status_code=status, message=message)
 
 
 def _see_other(path: str, **query: Any) -> RedirectResponse:
@@ -121,7 +121,7 @@ def _filters(outcome: str, event_type: str) -> dict[str, str]:
 
 @router.get("/signin")
 async def signin_form(request: Request, next: str = "/ui/", notice: str = "") -> Response:
-    return page(request, "signin.html", next=_safe_next(next), notice=notice, message=None)
+    return page("signin.html", next=_safe_next(next), notice=notice, message=None)
 
 
 @router.post("/signin")
@@ -137,9 +137,7 @@ async def signin(request: Request, services: ServicesDep) -> Response:
             if presented
             else "Enter an API key."
         )
-        return page(
-            request, "signin.html", status_code=401, next=target, notice="", message=message
-        )
+        return page("signin.html", status_code=401, next=target, notice="", message=message)
     response = _see_other(target)
     set_session_cookie(request, response, await store.start(key))
     return response
@@ -150,7 +148,6 @@ async def _redeem(request: Request, services: ServicesDep, token: str) -> Respon
     key = await store.redeem(token)
     if key is None:
         return page(
-            request,
             "signin.html",
             status_code=400,
             next="/ui/",
@@ -159,7 +156,7 @@ async def _redeem(request: Request, services: ServicesDep, token: str) -> Respon
             "within a minute of being made. Show server.dashboard_url again for a new "
             "one, or sign in with an API key.",
         )
-    response = page(request, "signed_in.html")
+    response = page("signed_in.html")
     set_session_cookie(request, response, await store.start(key))
     return response
 
@@ -186,7 +183,6 @@ async def home(
     session = await find_session(request, services)
     session.require("read:webhooks", "seeing webhooks")
     return page(
-        request,
         "webhooks.html",
         session=session,
         hooks=await service.list_all(),
@@ -195,7 +191,6 @@ async def home(
 
 
 async def _webhook_page(
-    request: Request,
     service: Any,
     session: Session,
     webhook_id: int,
@@ -213,7 +208,6 @@ async def _webhook_page(
     older = records[PAGE_SIZE - 1].id if len(records) > PAGE_SIZE else None
     live_url = None if before else f"/ui/live/webhooks/{webhook_id}?{urlencode(filters)}"
     return page(
-        request,
         "webhook.html",
         status_code=status_code,
         session=session,
@@ -234,7 +228,6 @@ async def _webhook_page(
 
 @router.get("/webhooks/{webhook_id}")
 async def webhook(
-    request: Request,
     service: Service,
     session: SessionDep,
     webhook_id: WebhookId,
@@ -245,7 +238,6 @@ async def webhook(
     id: int | None = None,
 ) -> Response:
     return await _webhook_page(
-        request,
         service,
         session,
         webhook_id,
@@ -288,7 +280,7 @@ async def webhook_action(
         await service.update(webhook_id, active=action == "enable")
     except ConflictError as exc:
         return await _webhook_page(
-            request, service, session, webhook_id, filters={}, error=exc.detail, status_code=409
+            service, session, webhook_id, filters={}, error=exc.detail, status_code=409
         )
     return _see_other(f"/ui/webhooks/{webhook_id}", notice=f"{action}d")
 
@@ -301,27 +293,39 @@ async def _delivery_context(service: Any, delivery_id: int) -> dict[str, Any]:
     return {"delivery": delivery, "steps": timeline(delivery)}
 
 
+async def _delivery_page(
+    service: Any,
+    session: Session,
+    delivery_id: int,
+    *,
+    notice: str = "",
+    notice_id: int | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    session.require("read:webhooks", "seeing deliveries")
+    context = await _delivery_context(service, delivery_id)
+    return page(
+        "delivery.html",
+        status_code=status_code,
+        session=session,
+        hook=await service.get(context["delivery"].webhook_id),
+        notice=notice,
+        notice_id=notice_id,
+        error=error,
+        **context,
+    )
+
+
 @router.get("/deliveries/{delivery_id}")
 async def delivery(
-    request: Request,
     service: Service,
     session: SessionDep,
     delivery_id: DeliveryId,
     notice: str = "",
     id: int | None = None,
 ) -> Response:
-    session.require("read:webhooks", "seeing deliveries")
-    context = await _delivery_context(service, delivery_id)
-    return page(
-        request,
-        "delivery.html",
-        session=session,
-        hook=await service.get(context["delivery"].webhook_id),
-        notice=notice,
-        notice_id=id,
-        error=None,
-        **context,
-    )
+    return await _delivery_page(service, session, delivery_id, notice=notice, notice_id=id)
 
 
 @router.get("/live/deliveries/{delivery_id}")
@@ -348,16 +352,7 @@ async def redeliver(
     try:
         new = await service.redeliver(delivery_id)
     except ConflictError as exc:
-        context = await _delivery_context(service, delivery_id)
-        return page(
-            request,
-            "delivery.html",
-            status_code=409,
-            session=session,
-            hook=await service.get(context["delivery"].webhook_id),
-            notice="",
-            notice_id=None,
-            error=exc.detail,
-            **context,
+        return await _delivery_page(
+            service, session, delivery_id, error=exc.detail, status_code=409
         )
     return _see_other(f"/ui/deliveries/{new.id}", notice="redelivered", id=delivery_id)
