@@ -28,8 +28,10 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module. Not per session: while Playwright's sync API is
+    open, ``asyncio.run`` fails in this thread, and other modules' tests call it."""
     executable = find_chromium()
     if executable is None:
         unavailable(f"Chromium not found: {INSTALL_HINT}")
