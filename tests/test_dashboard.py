@@ -490,8 +490,8 @@ def test_every_process_of_serve_knows_the_session(tmp_path, pg_url):
     config = write_config(
         tmp_path / "config.yml", database=pg_url, directory=tmp_path / "data", api_key="k" * 16
     )
-    server = ServeProcess(config, args=("--processes", "2")).wait_ready(timeout=60)
-    try:
+    with ServeProcess(config, args=("--processes", "2")) as server:  # stopped on any error
+        server.wait_ready(timeout=120)
         signin = httpx.post(
             f"{server.base_url}/ui/signin", data={"api_key": "k" * 16}, follow_redirects=False
         )
@@ -503,5 +503,4 @@ def test_every_process_of_serve_knows_the_session(tmp_path, pg_url):
                 f"{server.base_url}/ui/", cookies=cookies, headers={"Connection": "close"}
             )
             assert response.status_code == 200
-    finally:
         assert server.stop() == 0
