@@ -94,6 +94,8 @@ async def history(
     outcome: Literal["pending", "success", "failed"] | None = None,
     event_type: EventName | Literal["ping"] | None = None,
 ) -> list[DeliveryOut]:
+    """Newest first. A catalog event's ``payload`` carries node metadata: for a key
+    without ``read:metadata`` it is ``null``, and ``payload_withheld`` says why."""
     records = await service.history(
         webhook_id, limit=limit, before=before, outcome=outcome, event_type=event_type
     )
@@ -134,6 +136,8 @@ async def get_webhook(webhook_id: WebhookId, service: Service, _: ReadWebhooks) 
 async def update(
     webhook_id: WebhookId, body: Changes, service: Service, key: WriteWebhooks
 ) -> WebhookOut:
+    """Change what is given. A new ``url`` also needs ``read:metadata``: it will
+    receive the node's events, metadata included."""
     changes = {name: getattr(body, name) for name in body.model_fields_set}
     if "url" in changes and not key.grants("read:metadata"):
         # A new URL receives the node's events, metadata included.
