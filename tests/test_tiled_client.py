@@ -172,7 +172,6 @@ def test_tiled_client_against_hookbook_serve(tmp_path: Path, tiled) -> None:
     [
         ("POST", "register/x", "registering external files"),
         ("GET", "revisions/x", "metadata revisions"),
-        ("PUT", "array/block/x?block=0", "block-wise array uploads"),
         ("GET", "awkward/full/x", "awkward arrays"),
         ("GET", "node/full/x", "exporting"),
     ],
