@@ -152,6 +152,48 @@ def test_tutorial_flow_with_the_tiled_client(server: SimpleServer, tiled) -> Non
     assert history[0]["id"] > history[1]["id"]  # newest first
 
 
+@pytest.mark.slow
+def test_a_200_mb_array_through_the_block_routes(server: SimpleServer, tiled) -> None:
+    """The tiled client uploads an array over 100 MB block by block, on the grid
+    it declared; hookbook places the blocks onto its own chunks, announces the
+    array once the last block is in, and reports its own chunks for block reads."""
+    data = np.random.default_rng(0).standard_normal((26_000, 1_000))  # 208 MB
+    store = server.app.state.services.store
+    blocks: list[tuple[int, ...]] = []
+    write_block = store.write_block
+
+    async def counting(path, block, body):
+        blocks.append(tuple(block))
+        return await write_block(path, block, body)
+
+    store.write_block = counting
+    with WebhookReceiver() as receiver:
+        _register(server, receiver.url)
+        client = tiled(server.uri)
+        node = client.write_array(data, key="big")
+        (created,) = receiver.wait_for(1, timeout=30)
+        server.drain()
+    assert created.json["type"] == "container-child-created"
+    assert len(receiver.deliveries) == 1  # announced once, after the last block
+    assert sorted(blocks) == [(0, 0), (1, 0), (2, 0)]  # the client's grid: 12,500-row blocks
+
+    fresh = client["big"]
+    chunks = fresh.structure().chunks
+    assert len(chunks[0]) > 1 and chunks[1] == (1_000,)  # hookbook's grid: whole rows
+    assert sum(chunks[0]) == 26_000
+    np.testing.assert_array_equal(fresh.read(), data)  # over 100 MB: several requests
+    rows = chunks[0][0]
+    np.testing.assert_array_equal(fresh.read_block((1, 0)), data[rows : 2 * rows])
+    np.testing.assert_array_equal(fresh[12_345], data[12_345])
+
+    # Writing a block of the grid the structure reports replaces just that block.
+    fresh.write_block(np.zeros((rows, 1_000)), block=(2, 0))
+    expected = data.copy()
+    expected[2 * rows : 3 * rows] = 0
+    np.testing.assert_array_equal(client["big"].read(), expected)
+    assert node.structure().shape == (26_000, 1_000)
+
+
 def test_tiled_client_against_hookbook_serve(tmp_path: Path, tiled) -> None:
     config = write_config(
         tmp_path / "config.yml",

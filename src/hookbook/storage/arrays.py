@@ -189,9 +189,7 @@ class ZarrArrays:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", zarr.errors.UnstableSpecificationWarning)
-                array = zarr.open_array(
-                    self.backend.zarr_store(location), mode="r+", zarr_format=3
-                )
+                array = zarr.open_array(self.backend.zarr_store(location), mode="r+", zarr_format=3)
             template = (array.store_path, array.metadata)
             self._remember(location, template)
         return template
