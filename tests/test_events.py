@@ -361,7 +361,9 @@ def test_a_reader_at_the_moment_of_the_event_sees_the_data(sqlite_server):
             return
         # The data the event announces is already in place, complete.
         shape = tuple(row.structure["shape"])
-        seen[f"file {path}"] = store.storage.arrays.read(row.data_location, shape, (slice(None),))
+        seen[f"file {path}"] = await store.storage.arrays.read(
+            row.data_location, shape, (slice(None),)
+        )
         loop = asyncio.get_running_loop()
 
         def after_commit() -> None:

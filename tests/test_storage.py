@@ -4,6 +4,7 @@ fragments, the sweep, and zarr imported only when an array is touched."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from hookbook.storage import open_storage
 from hookbook.storage.arrays import CHUNK_BYTES, chunk_lengths, chunk_shape
 
 MB = CHUNK_BYTES
+run = asyncio.run
 
 
 @pytest.mark.parametrize(
@@ -57,27 +59,27 @@ def chunk_files(storage, location):
 def test_an_append_writes_only_its_own_chunks(storage):
     rows = np.random.default_rng(0).standard_normal((7, MB // 8 // 2))  # two rows per chunk
     arrays = storage.arrays
-    location = arrays.create(rows.dtype, (5, rows.shape[1]), None)
-    arrays.write(location, (5, rows.shape[1]), (slice(0, 5), slice(None)), rows[:5])
+    location = run(arrays.create(rows.dtype, (5, rows.shape[1]), None))
+    run(arrays.write(location, (5, rows.shape[1]), (slice(0, 5), slice(None)), rows[:5]))
     before = chunk_files(storage, location)
     assert sorted(before) == ["0/0", "1/0", "2/0"]
-    arrays.write(location, (7, rows.shape[1]), (slice(5, 7), slice(None)), rows[5:])
+    run(arrays.write(location, (7, rows.shape[1]), (slice(5, 7), slice(None)), rows[5:]))
     after = chunk_files(storage, location)
     # The full chunks are untouched (same files); the partial one is rewritten; one is new.
     assert after["0/0"] == before["0/0"] and after["1/0"] == before["1/0"]
     assert after["2/0"] != before["2/0"]
     assert sorted(after) == ["0/0", "1/0", "2/0", "3/0"]
     np.testing.assert_array_equal(
-        arrays.read(location, (7, rows.shape[1]), parse_slice(None, (7, rows.shape[1]))), rows
+        run(arrays.read(location, (7, rows.shape[1]), parse_slice(None, (7, rows.shape[1])))), rows
     )
 
 
 def test_a_slice_reads_only_the_chunks_it_needs(storage):
     data = np.arange(40 * 1000, dtype="<f8").reshape(40, 1000)
     arrays = storage.arrays
-    location = arrays.create(data.dtype, data.shape, None)
-    arrays.write(location, data.shape, (slice(None), slice(None)), data)
-    per_chunk = arrays.chunk_shape(location)[0]
+    location = run(arrays.create(data.dtype, data.shape, None))
+    run(arrays.write(location, data.shape, (slice(None), slice(None)), data))
+    per_chunk = run(arrays.chunk_shape(location))[0]
     assert per_chunk == MB // 8000
     # Spoil every chunk but the one holding rows 0..per_chunk-1: reading them would fail.
     for name in chunk_files(storage, location):
@@ -85,7 +87,7 @@ def test_a_slice_reads_only_the_chunks_it_needs(storage):
             (storage.backend.directory / location / "c" / name).write_bytes(b"garbage")
     for text in ("3", "0:5", "5:0:-2", "0:3,10:20:3", "..., 7"):
         key = parse_slice(text, data.shape)
-        np.testing.assert_array_equal(arrays.read(location, data.shape, key), data[key])
+        np.testing.assert_array_equal(run(arrays.read(location, data.shape, key)), data[key])
 
 
 @pytest.mark.parametrize("dtype", ["<i4", ">f8", "|b1", "<M8[ns]", ">U3", "|S4", "|V2", "<c16"])
@@ -94,16 +96,16 @@ def test_every_supported_dtype_round_trips(storage, dtype):
     data = values[: 6 * np.dtype(dtype).itemsize].view(dtype).reshape(2, 3)
     if np.dtype(dtype).kind == "b":
         data = data.astype(bool)
-    location = storage.arrays.create(data.dtype, data.shape, ["y", "x"])
-    storage.arrays.write(location, data.shape, (slice(None), slice(None)), data)
-    back = storage.arrays.read(location, data.shape, (slice(None), slice(None)))
+    location = run(storage.arrays.create(data.dtype, data.shape, ["y", "x"]))
+    run(storage.arrays.write(location, data.shape, (slice(None), slice(None)), data))
+    back = run(storage.arrays.read(location, data.shape, (slice(None), slice(None))))
     assert back.astype(data.dtype).tobytes() == data.tobytes()
 
 
 def test_zarr_json_says_only_the_published_shape(storage):
     arrays = storage.arrays
-    location = arrays.create(np.dtype("<i8"), (2,), None)
-    arrays.write(location, (3,), (slice(0, 3),), np.arange(3))
+    location = run(arrays.create(np.dtype("<i8"), (2,), None))
+    run(arrays.write(location, (3,), (slice(0, 3),), np.arange(3)))
     metadata = storage.backend.directory / location / "zarr.json"
     assert json.loads(metadata.read_text())["shape"] == [2]
     assert arrays.publish(location, (3,)) is True
@@ -114,8 +116,8 @@ def test_zarr_json_says_only_the_published_shape(storage):
 def test_trim_removes_chunks_past_the_shape_once_old(storage):
     arrays = storage.arrays
     row = MB // 8
-    location = arrays.create(np.dtype("<f8"), (1, row), None)
-    arrays.write(location, (3, row), (slice(0, 3), slice(None)), np.ones((3, row)))
+    location = run(arrays.create(np.dtype("<f8"), (1, row), None))
+    run(arrays.write(location, (3, row), (slice(0, 3), slice(None)), np.ones((3, row))))
     assert arrays.trim(location, (1, row), older_than=time.time() - 60) == []  # too young
     removed = arrays.trim(location, (1, row), older_than=time.time() + 1)
     assert sorted(removed) == [f"{location}/c/1", f"{location}/c/2"]

@@ -194,6 +194,55 @@ def test_a_200_mb_array_through_the_block_routes(server: SimpleServer, tiled) ->
     assert node.structure().shape == (26_000, 1_000)
 
 
+def test_a_partitioned_appendable_table(server: SimpleServer, tiled) -> None:
+    """Tiled's logical partitions: npartitions declared at creation, append_partition(N),
+    reads of range(npartitions); closing the stream compacts each partition."""
+    import pyarrow as pa
+    from tiled.client.utils import ClientError
+
+    client = tiled(server.uri)
+    schema = pa.schema([("x", pa.int64()), ("y", pa.float64())])
+    table = client.create_appendable_table(schema, npartitions=3, key="t")
+    table.append_partition(0, pd.DataFrame({"x": [1, 2], "y": [0.5, 1.5]}))
+    table.append_partition(2, pd.DataFrame({"x": [5], "y": [5.5]}))
+    table.append_partition(0, pd.DataFrame({"x": [3], "y": [2.5]}))
+    with pytest.raises(ClientError, match="partition 3 does not exist"):
+        table.append_partition(3, pd.DataFrame({"x": [9], "y": [9.0]}))
+
+    def check(node) -> None:
+        assert node.structure().npartitions == 3
+        assert node.read_partition(0)["x"].tolist() == [1, 2, 3]
+        assert node.read_partition(1)["x"].tolist() == []
+        assert node.read_partition(2)["y"].tolist() == [5.5]
+        whole = node.read()
+        assert whole["x"].tolist() == [1, 2, 3, 5]
+        assert whole["y"].tolist() == [0.5, 1.5, 2.5, 5.5]
+
+    check(client["t"])
+    store = server.app.state.services.store
+    node = server.run(store.get("t"))
+    pieces = server.run(_fragment_locations(store, node.id))
+    assert len(pieces) == 3
+    table.close_stream()
+    after = server.run(_fragment_locations(store, node.id))
+    assert len(after) == 2 and after[1] == pieces[2]  # partition 0 merged; 2 as it was
+    check(client["t"])
+
+
+async def _fragment_locations(store, node_id: int) -> list[str]:
+    import sqlalchemy as sa
+
+    from hookbook.db import fragments
+
+    async with store.db.read() as conn:
+        query = (
+            sa.select(fragments.c.location)
+            .where(fragments.c.node_id == node_id)
+            .order_by(fragments.c.partition, fragments.c.id)
+        )
+        return list((await conn.execute(query)).scalars())
+
+
 def test_tiled_client_against_hookbook_serve(tmp_path: Path, tiled) -> None:
     config = write_config(
         tmp_path / "config.yml",

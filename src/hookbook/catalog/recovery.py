@@ -97,8 +97,8 @@ async def _convert(store: CatalogStore, row: Any) -> None:
     structure = ArrayStructure.model_validate(row.structure)
     raw = await asyncio.to_thread(store.storage.backend.read_bytes, row.data_location)
     array = np.load(io.BytesIO(raw), allow_pickle=False)
-    location = await asyncio.to_thread(store._new_array, structure, array)
-    stored = store._stored_structure(structure, location, array.shape)
+    location = await store._new_array(structure, array)
+    stored = await store._stored_structure(structure, location, array.shape)
     async with store.db.write() as tx:
         swapped = await tx.execute(
             nodes.update()

@@ -252,9 +252,7 @@ class CatalogStore:
         only the chunks the key needs."""
         structure = self.array_structure(node)
         assert node.data_location is not None
-        data = await asyncio.to_thread(
-            self.storage.arrays.read, node.data_location, structure.shape, key
-        )
+        data = await self.storage.arrays.read(node.data_location, structure.shape, key)
         return data.astype(structure.data_type.to_numpy(), copy=False)
 
     async def read_table(self, path: str | Sequence[str], partition: int | None = None) -> Any:
@@ -596,11 +594,11 @@ class CatalogStore:
 
     # ---- arrays -------------------------------------------------------------
 
-    def _stored_structure(
+    async def _stored_structure(
         self, structure: ArrayStructure, location: str, shape: Sequence[int]
     ) -> dict[str, Any]:
         """``structure`` with ``shape`` and the chunks stored at ``location``."""
-        chunks = chunk_lengths(shape, self.storage.arrays.chunk_shape(location))
+        chunks = chunk_lengths(shape, await self.storage.arrays.chunk_shape(location))
         return structure.with_shape(shape, chunks).model_dump(mode="json")
 
     async def write_array(self, path: str | Sequence[str], data: bytes) -> Node:
@@ -611,8 +609,8 @@ class CatalogStore:
         async def write(locked: _Locked) -> tuple[str, Commit]:
             structure = ArrayStructure.model_validate(locked.node.structure)
             array = array_from_bytes(data, structure.data_type.to_numpy(), tuple(structure.shape))
-            location = await asyncio.to_thread(self._new_array, structure, array)
-            stored = self._stored_structure(structure, location, structure.shape)
+            location = await self._new_array(structure, array)
+            stored = await self._stored_structure(structure, location, structure.shape)
 
             async def commit(tx: WriteTransaction, node: Node) -> Node:
                 await _retire(tx, [node.data_location])
@@ -624,13 +622,15 @@ class CatalogStore:
 
         return await self._write_new(path, "array", write)
 
-    def _new_array(self, structure: ArrayStructure, array: np.ndarray) -> str:
+    async def _new_array(self, structure: ArrayStructure, array: np.ndarray) -> str:
         arrays = self.storage.arrays
-        location = arrays.create(array.dtype, array.shape, structure.dims)
+        location = await arrays.create(array.dtype, array.shape, structure.dims)
         try:
-            arrays.write(location, array.shape, tuple(slice(0, n) for n in array.shape), array)
+            await arrays.write(
+                location, array.shape, tuple(slice(0, n) for n in array.shape), array
+            )
         except BaseException:
-            self.storage.remove([location])
+            await asyncio.to_thread(self.storage.remove, [location])
             raise
         return location
 
@@ -689,10 +689,8 @@ class CatalogStore:
                     limit=self.limits.max_data_bytes,
                 )
             piece = array_from_bytes(data, dtype, tuple(params.shape))
-            await asyncio.to_thread(
-                self.storage.arrays.write, node.data_location, plan.new_shape, plan.region, piece
-            )
-            stored = self._stored_structure(structure, node.data_location, plan.new_shape)
+            await self.storage.arrays.write(node.data_location, plan.new_shape, plan.region, piece)
+            stored = await self._stored_structure(structure, node.data_location, plan.new_shape)
 
             async def commit(tx: WriteTransaction, current: Node) -> Node:
                 return await self._set_node(tx, current, structure=stored)
@@ -725,13 +723,11 @@ class CatalogStore:
                 piece = array_from_bytes(data, dtype, tuple(s.stop - s.start for s in region))
                 location = node.data_location
                 if location is None:
-                    location = created = await asyncio.to_thread(
-                        self.storage.arrays.create, dtype, structure.shape, structure.dims
+                    location = created = await self.storage.arrays.create(
+                        dtype, structure.shape, structure.dims
                     )
-                await asyncio.to_thread(
-                    self.storage.arrays.write, location, structure.shape, region, piece
-                )
-                stored = self._stored_structure(structure, location, structure.shape)
+                await self.storage.arrays.write(location, structure.shape, region, piece)
+                stored = await self._stored_structure(structure, location, structure.shape)
                 name = ",".join(map(str, block))
 
                 async def commit(tx: WriteTransaction, current: Node) -> Node:
