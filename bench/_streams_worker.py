@@ -30,9 +30,9 @@ def disk_bytes(folder: Path) -> int:
     return sum(p.lstat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
 
 
-def timed(fn) -> float:
+def timed(fn, *args) -> float:
     start = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - start
 
 
@@ -56,13 +56,14 @@ def main(target: str, array_appends: int, table_appends: int) -> dict:
     rows = rng.standard_normal((array_appends + 1, ROW))
     try:
         node = client.write_array(rows[:1], key="a")
-        appends = []
-        for i in range(1, array_appends + 1):
-            row = rows[i : i + 1]
+
+        def append_row(i: int) -> None:
             if target == "tiled":
-                appends.append(timed(lambda: node.patch(row, offset=(i,), extend=True)))
+                node.patch(rows[i : i + 1], offset=(i,), extend=True)
             else:
-                appends.append(timed(lambda: node.append(row)))
+                node.append(rows[i : i + 1])
+
+        appends = [timed(append_row, i) for i in range(1, array_appends + 1)]
         fresh = client["a"]
         whole = []
         for _ in range(3):
@@ -70,7 +71,7 @@ def main(target: str, array_appends: int, table_appends: int) -> dict:
             got = fresh.read()
             whole.append(time.perf_counter() - start)
         assert got.shape == rows.shape and np.array_equal(got, rows), "the array read back wrong"
-        one_row = [timed(lambda: fresh[array_appends // 2]) for _ in range(20)]
+        one_row = [timed(fresh.__getitem__, array_appends // 2) for _ in range(20)]
         fresh.close_stream()
         array_disk = disk_bytes(data_folder)
 

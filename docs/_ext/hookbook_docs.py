@@ -409,20 +409,21 @@ def _settings_rows(model: Any, prefix: str) -> list[list[str]]:
             default = "the config file's folder"
         elif (model.__name__, name) in {("Settings", "webhooks")}:
             default = "absent"
-        elif (model.__name__, name) == ("Settings", "limits"):
+        elif (model.__name__, name) in {("Settings", "limits"), ("Settings", "storage")}:
             default = "the defaults below"
         rows.append([f"`{prefix}{name}`", json_type(prop), default, description])
     return rows
 
 
 def configuration_markdown() -> str:
-    from hookbook.config import ApiKey, Limits, Settings, WebhookSettings
+    from hookbook.config import ApiKey, Limits, Settings, StorageSettings, WebhookSettings
 
     sections = [
         ("Top level", Settings, ""),
         ("`api_keys` entries", ApiKey, "api_keys[]."),
         ("`webhooks`", WebhookSettings, "webhooks."),
         ("`limits`", Limits, "limits."),
+        ("`storage`", StorageSettings, "storage."),
     ]
     out = []
     for title, model, prefix in sections:
