@@ -85,13 +85,14 @@ def main(target: str, array_appends: int, table_appends: int) -> dict:
         if target == "tiled":
             import pyarrow as pa
 
-            table = client.create_appendable_table(
-                pa.Schema.from_pandas(frame, preserve_index=False), key="t"
-            )
-            table.append_partition(0, frame)
+            # An Arrow table: for a DataFrame the client adds an index column,
+            # which Tiled's own table storage then refuses.
+            rows_table = pa.Table.from_pandas(frame, preserve_index=False)
+            table = client.create_appendable_table(rows_table.schema, key="t")
+            table.append_partition(0, rows_table)
 
             def append_rows():
-                table.append_partition(0, frame)
+                table.append_partition(0, rows_table)
         else:
             table = client.write_table(frame, key="t")
 

@@ -97,7 +97,12 @@ async def _convert(store: CatalogStore, row: Any) -> None:
     structure = ArrayStructure.model_validate(row.structure)
     raw = await asyncio.to_thread(store.storage.backend.read_bytes, row.data_location)
     array = np.load(io.BytesIO(raw), allow_pickle=False)
-    location = await store._new_array(structure, array)
+    created: list[str] = []
+    try:
+        location = await store._new_array(structure, created, array)
+    except BaseException:
+        await asyncio.to_thread(store.storage.remove, created)
+        raise
     stored = await store._stored_structure(structure, location, array.shape)
     async with store.db.write() as tx:
         swapped = await tx.execute(

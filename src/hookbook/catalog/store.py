@@ -58,11 +58,11 @@ from ..errors import (
 from ..protocol import ArrayPatchParams, ArrayStructure, TableStructure, normalise_specs
 from ..storage import Storage
 from ..storage.arrays import chunk_lengths
-from .decoding import array_from_bytes, table_from_ipc
+from .decoding import array_from_bytes
 from .locking import KeyedLocks
 from .paths import check_key, join_path, parse_path
 
-__all__ = ["FAMILIES", "CatalogStore", "EventHook", "Node", "table_from_ipc"]
+__all__ = ["FAMILIES", "CatalogStore", "EventHook", "Node"]
 
 logger = logging.getLogger(__name__)
 
@@ -490,7 +490,10 @@ class CatalogStore:
                 )
         closed = replace(node, stream_closed=True, time_updated=stamp)
         if closed.structure_family == "table" and self.settings.compact_on_close:
-            await self.compact(closed)
+            try:
+                await self.compact(closed)
+            except Exception:  # the stream is closed either way; its fragments stay valid
+                logger.warning("compacting %s failed", join_path(segments), exc_info=True)
         return closed
 
     async def delete(
@@ -554,22 +557,21 @@ class CatalogStore:
                 _check_writable(node, family)
                 yield _Locked(self, node, tx)
 
-    async def _write_new(
+    async def _write_data(
         self,
         path: str | Sequence[str],
         family: str,
-        write: Callable[[_Locked], Awaitable[tuple[str, Commit]]],
+        write: Callable[[Node, list[str]], Awaitable[Commit]],
     ) -> Node:
-        """Hold the node, write new data (``write`` returns its location and how
-        to commit it), commit; remove the new data if anything fails."""
-        location: str | None = None
+        """Every data write: hold the node's row lock; ``write(node, created)``
+        writes the data (noting each new location in ``created``) and returns how
+        to commit it; commit. New locations are removed if anything fails."""
+        created: list[str] = []
         try:
             async with self._locked(path, family) as locked:
-                location, commit = await write(locked)
-                return await locked.commit(commit)
+                return await locked.commit(await write(locked.node, created))
         except BaseException:
-            if location is not None:
-                await asyncio.to_thread(self.storage.remove, [location])
+            await asyncio.to_thread(self.storage.remove, created)
             raise
 
     async def _set_node(
@@ -601,38 +603,38 @@ class CatalogStore:
         chunks = chunk_lengths(shape, await self.storage.arrays.chunk_shape(location))
         return structure.with_shape(shape, chunks).model_dump(mode="json")
 
+    async def _new_array(
+        self, structure: ArrayStructure, created: list[str], array: np.ndarray | None = None
+    ) -> str:
+        """A new zarr array of ``structure`` (holding ``array``, if given)."""
+        dtype = structure.data_type.to_numpy()
+        location = await self.storage.arrays.create(dtype, structure.shape, structure.dims)
+        created.append(location)
+        if array is not None:
+            everything = tuple(slice(0, n) for n in structure.shape)
+            await self.storage.arrays.write(location, structure.shape, everything, array)
+        return location
+
     async def write_array(self, path: str | Sequence[str], data: bytes) -> Node:
         """Store the full contents of an array (raw C-order bytes of its declared
         dtype and shape) at a new location; the old one is retired."""
         self._check_size(len(data))
 
-        async def write(locked: _Locked) -> tuple[str, Commit]:
-            structure = ArrayStructure.model_validate(locked.node.structure)
+        async def write(node: Node, created: list[str]) -> Commit:
+            structure = ArrayStructure.model_validate(node.structure)
             array = array_from_bytes(data, structure.data_type.to_numpy(), tuple(structure.shape))
-            location = await self._new_array(structure, array)
+            location = await self._new_array(structure, created, array)
             stored = await self._stored_structure(structure, location, structure.shape)
 
-            async def commit(tx: WriteTransaction, node: Node) -> Node:
-                await _retire(tx, [node.data_location])
+            async def commit(tx: WriteTransaction, current: Node) -> Node:
+                await _retire(tx, [current.data_location])
                 return await self._set_node(
-                    tx, node, announce=True, data_location=location, structure=stored
+                    tx, current, announce=True, data_location=location, structure=stored
                 )
 
-            return location, commit
+            return commit
 
-        return await self._write_new(path, "array", write)
-
-    async def _new_array(self, structure: ArrayStructure, array: np.ndarray) -> str:
-        arrays = self.storage.arrays
-        location = await arrays.create(array.dtype, array.shape, structure.dims)
-        try:
-            await arrays.write(
-                location, array.shape, tuple(slice(0, n) for n in array.shape), array
-            )
-        except BaseException:
-            await asyncio.to_thread(self.storage.remove, [location])
-            raise
-        return location
+        return await self._write_data(path, "array", write)
 
     async def patch_array(
         self, path: str | Sequence[str], data: bytes, params: ArrayPatchParams
@@ -663,12 +665,12 @@ class CatalogStore:
         data: bytes,
         params_for: Callable[[Node], ArrayPatchParams],
     ) -> Node:
-        """Write into the node's own chunks, holding its row lock: only the chunks
-        the new data touches are written; then the new shape is committed, then
-        published in ``zarr.json``."""
+        """Write into the node's own chunks: only the chunks the new data touches
+        (new ones, and the partial last one rewritten); then commit the new
+        shape, then publish it in ``zarr.json``."""
         self._check_size(len(data))
-        async with self._locked(path, "array") as locked:
-            node = locked.node
+
+        async def write(node: Node, created: list[str]) -> Commit:
             _require_data(node, "array")
             assert node.data_location is not None
             params = params_for(node)
@@ -695,7 +697,9 @@ class CatalogStore:
             async def commit(tx: WriteTransaction, current: Node) -> Node:
                 return await self._set_node(tx, current, structure=stored)
 
-            updated = await locked.commit(commit)
+            return commit
+
+        updated = await self._write_data(path, "array", write)
         await self._publish(updated)
         return updated
 
@@ -710,51 +714,42 @@ class CatalogStore:
         placed where it belongs in hookbook's chunks, and once every block is
         written the array is announced and reports hookbook's chunks."""
         self._check_size(len(data))
-        created: str | None = None
-        try:
-            async with self._locked(path, "array") as locked:
-                node = locked.node
-                structure = ArrayStructure.model_validate(node.structure)
-                try:
-                    region = structure.block_region(block)
-                except ValueError as exc:
-                    raise ClientInputError(str(exc)) from None
-                dtype = structure.data_type.to_numpy()
-                piece = array_from_bytes(data, dtype, tuple(s.stop - s.start for s in region))
-                location = node.data_location
-                if location is None:
-                    location = created = await self.storage.arrays.create(
-                        dtype, structure.shape, structure.dims
-                    )
-                await self.storage.arrays.write(location, structure.shape, region, piece)
-                stored = await self._stored_structure(structure, location, structure.shape)
-                name = ",".join(map(str, block))
+        name = ",".join(map(str, block))
 
-                async def commit(tx: WriteTransaction, current: Node) -> Node:
-                    if current.announced:
-                        return await self._set_node(tx, current, data_location=location)
-                    done = await tx.execute(
-                        sa.select(upload_blocks.c.block).where(
-                            upload_blocks.c.node_id == current.id
-                        )
-                    )
-                    written = set(done.scalars())
-                    if name not in written:
-                        await tx.execute(
-                            upload_blocks.insert().values(node_id=current.id, block=name)
-                        )
-                        written.add(name)
-                    if len(written) < structure.nblocks:
-                        return await self._set_node(tx, current, data_location=location)
-                    return await self._set_node(
-                        tx, current, announce=True, data_location=location, structure=stored
-                    )
+        async def write(node: Node, created: list[str]) -> Commit:
+            structure = ArrayStructure.model_validate(node.structure)
+            try:
+                region = structure.block_region(block)
+            except ValueError as exc:
+                raise ClientInputError(str(exc)) from None
+            dtype = structure.data_type.to_numpy()
+            piece = array_from_bytes(data, dtype, tuple(s.stop - s.start for s in region))
+            location = node.data_location or await self._new_array(structure, created)
+            await self.storage.arrays.write(location, structure.shape, region, piece)
+            stored = await self._stored_structure(structure, location, structure.shape)
 
-                return await locked.commit(commit)
-        except BaseException:
-            if created is not None:
-                await asyncio.to_thread(self.storage.remove, [created])
-            raise
+            async def commit(tx: WriteTransaction, current: Node) -> Node:
+                if current.announced:
+                    return await self._set_node(tx, current, data_location=location)
+                query = sa.select(upload_blocks.c.block).where(
+                    upload_blocks.c.node_id == current.id
+                )
+                written = set((await tx.execute(query)).scalars())
+                if name not in written:
+                    await tx.execute(upload_blocks.insert().values(node_id=current.id, block=name))
+                    written.add(name)
+                complete = len(written) >= structure.nblocks
+                return await self._set_node(
+                    tx,
+                    current,
+                    announce=complete,
+                    data_location=location,
+                    structure=stored if complete else current.structure,
+                )
+
+            return commit
+
+        return await self._write_data(path, "array", write)
 
     async def _publish(self, node: Node) -> None:
         """Write the committed shape to ``zarr.json`` (for outside readers; repaired
@@ -768,14 +763,18 @@ class CatalogStore:
 
     # ---- tables -------------------------------------------------------------
 
+    async def _new_fragment(self, rows: Any, created: list[str]) -> str:
+        location = await asyncio.to_thread(self.storage.tables.write, rows)
+        created.append(location)
+        return location
+
     async def write_table(
         self, path: str | Sequence[str], table: Any, partition: int | None = None
     ) -> Node:
         """Replace a table's rows: all of them (``partition=None``, a table of one
         partition), or one logical partition's."""
 
-        async def write(locked: _Locked) -> tuple[str, Commit]:
-            node = locked.node
+        async def write(node: Node, created: list[str]) -> Commit:
             declared = TableStructure.model_validate(node.structure)
             if partition is None and declared.npartitions != 1:
                 raise ConflictError(
@@ -785,7 +784,7 @@ class CatalogStore:
             index = partition or 0
             _check_partition(node, declared, index)
             rows, structure = _conform(node, declared, table, fresh=declared.npartitions == 1)
-            location = await asyncio.to_thread(self.storage.tables.write, rows)
+            location = await self._new_fragment(rows, created)
 
             async def commit(tx: WriteTransaction, current: Node) -> Node:
                 old = await _fragments(tx.conn, current.id, index)
@@ -804,19 +803,18 @@ class CatalogStore:
                 complete = written.scalar_one() >= declared.npartitions
                 return await self._set_node(tx, current, announce=complete, structure=structure)
 
-            return location, commit
+            return commit
 
-        return await self._write_new(path, "table", write)
+        return await self._write_data(path, "table", write)
 
     async def append_table(self, path: str | Sequence[str], table: Any, partition: int = 0) -> Node:
         """Add rows to a logical partition: one new fragment; its columns must match."""
 
-        async def write(locked: _Locked) -> tuple[str, Commit]:
-            node = locked.node
+        async def write(node: Node, created: list[str]) -> Commit:
             declared = TableStructure.model_validate(node.structure)
             _check_partition(node, declared, partition)
             rows, structure = _conform(node, declared, table, fresh=not node.announced)
-            location = await asyncio.to_thread(self.storage.tables.write, rows)
+            location = await self._new_fragment(rows, created)
 
             async def commit(tx: WriteTransaction, current: Node) -> Node:
                 await tx.execute(
@@ -826,9 +824,9 @@ class CatalogStore:
                 )
                 return await self._set_node(tx, current, announce=True, structure=structure)
 
-            return location, commit
+            return commit
 
-        return await self._write_new(path, "table", write)
+        return await self._write_data(path, "table", write)
 
     async def compact(self, node: Node) -> int:
         """Merge each partition's fragments into one, swapped in one transaction;

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 from .arrays import ZarrArrays
-from .local import PARTIAL, LocalBackend
+from .local import LocalBackend
 from .tables import ParquetFragments
 
 __all__ = ["Storage", "open_storage"]
@@ -46,13 +46,13 @@ class Storage:
                 self.backend.remove(location)
 
     def sweep(self, referenced: Collection[str], older_than: float) -> list[str]:
-        """Remove what nothing refers to (left by writes that never committed)
-        and unfinished files, if older than ``older_than`` (epoch s), so a live
-        writer's new files are safe. Returns the locations removed."""
+        """Remove what nothing refers to (left by writes that never committed,
+        unfinished ``.partial`` files included) if older than ``older_than``
+        (epoch s), so a live writer's new files are safe. Returns the
+        locations removed."""
         removed = []
         for location, mtime in self.backend.entries(DATA_PREFIX):
-            orphan = location not in referenced or location.endswith(PARTIAL)
-            if orphan and mtime < older_than:
+            if location not in referenced and mtime < older_than:
                 self.remove([location])
                 removed.append(location)
         return removed
