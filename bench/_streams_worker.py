@@ -1,18 +1,29 @@
 """One target of the streams benchmark, run in that target's own interpreter.
 
-``python bench/_streams_worker.py TARGET ARRAY_APPENDS TABLE_APPENDS`` starts
-the target's in-process server (hookbook's ``SimpleServer`` or Tiled's
-``SimpleTiledServer``) on a fresh directory, streams into it with the
-target's own client, and prints one JSON line of timings. TARGET is
-``hookbook`` (whatever hookbook this interpreter imports) or ``tiled``. It
-imports only the target's packages, numpy and pandas.
+``python bench/_streams_worker.py TARGET ROWS`` starts the target's
+in-process server (hookbook's ``SimpleServer`` or Tiled's
+``SimpleTiledServer``) on a fresh directory, writes the first row of an
+array of up to ROWS rows and the first 100 rows of a table, prints
+``READY``, then obeys one command per line on stdin, answering each with one
+JSON line (times in seconds, wall clock)::
+
+    array I      append row I to the array          -> {"t": ...}
+    table        append 100 rows to the table        -> {"t": ...}
+    read         read the whole array (and check it) -> {"t": ...}
+    row I        read row I                          -> {"t": ...}
+    close        close the array's stream; disk use  -> {"disk": ..., "bytes": ...}
+    quit
+
+so that the driver can interleave the targets call by call: a busy machine
+then slows them alike. TARGET is ``hookbook`` (whatever hookbook this
+interpreter imports) or ``tiled``. It imports only the target's packages,
+numpy, pandas and pyarrow.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import statistics
+import shutil
 import sys
 import tempfile
 import time
@@ -20,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 ROW = 100_000  # float64: one 800 kB row
 TABLE_ROWS = 100
@@ -30,104 +42,104 @@ def disk_bytes(folder: Path) -> int:
     return sum(p.lstat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
 
 
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
+class Target:
+    def __init__(self, name: str, rows: int) -> None:
+        self.name = name
+        self.directory = Path(tempfile.mkdtemp(prefix=f"bench-streams-{name}-"))
+        if name == "tiled":
+            from tiled.client import from_uri
+            from tiled.server import SimpleTiledServer
 
+            self.server = SimpleTiledServer(self.directory)
+            self.client = from_uri(self.server.uri)
+        else:
+            from hookbook.client import from_uri
+            from hookbook.server import SimpleServer
 
-def main(target: str, array_appends: int, table_appends: int) -> dict:
-    directory = Path(tempfile.mkdtemp(prefix=f"bench-streams-{target}-"))
-    if target == "tiled":
-        from tiled.client import from_uri
-        from tiled.server import SimpleTiledServer
-
-        server = SimpleTiledServer(directory)
-        client = from_uri(server.uri)
-        data_folder = directory / "data"
-    else:
-        from hookbook.client import from_uri
-        from hookbook.server import SimpleServer
-
-        server = SimpleServer(directory)
-        client = from_uri(server.uri)
-        data_folder = directory / "data"
-    rng = np.random.default_rng(12)
-    rows = rng.standard_normal((array_appends + 1, ROW))
-    try:
-        node = client.write_array(rows[:1], key="a")
-
-        def append_row(i: int) -> None:
-            if target == "tiled":
-                node.patch(rows[i : i + 1], offset=(i,), extend=True)
-            else:
-                node.append(rows[i : i + 1])
-
-        appends = [timed(append_row, i) for i in range(1, array_appends + 1)]
-        fresh = client["a"]
-        whole = []
-        for _ in range(3):
-            start = time.perf_counter()
-            got = fresh.read()
-            whole.append(time.perf_counter() - start)
-        assert got.shape == rows.shape and np.array_equal(got, rows), "the array read back wrong"
-        one_row = [timed(fresh.__getitem__, array_appends // 2) for _ in range(20)]
-        fresh.close_stream()
-        array_disk = disk_bytes(data_folder)
-
+            self.server = SimpleServer(self.directory)
+            self.client = from_uri(self.server.uri)
+        self.rows = np.random.default_rng(12).standard_normal((rows, ROW))
+        self.length = 1
+        self.array = self.client.write_array(self.rows[:1], key="a")
         frame = pd.DataFrame(
             {
                 "x": np.arange(TABLE_ROWS, dtype="int64"),
-                "y": rng.standard_normal(TABLE_ROWS),
+                "y": np.linspace(0, 1, TABLE_ROWS),
                 "s": [f"r{i}" for i in range(TABLE_ROWS)],
             }
         )
-        if target == "tiled":
-            import pyarrow as pa
-
-            # An Arrow table: for a DataFrame the client adds an index column,
-            # which Tiled's own table storage then refuses.
-            rows_table = pa.Table.from_pandas(frame, preserve_index=False)
-            table = client.create_appendable_table(rows_table.schema, key="t")
-            table.append_partition(0, rows_table)
-
-            def append_rows():
-                table.append_partition(0, rows_table)
+        if name == "tiled":
+            # An Arrow table: for a DataFrame the tiled client adds an index
+            # column, which Tiled's own table storage then refuses.
+            self.frame = pa.Table.from_pandas(frame, preserve_index=False)
+            self.table = self.client.create_appendable_table(self.frame.schema, key="t")
+            self.table.append_partition(0, self.frame)
         else:
-            table = client.write_table(frame, key="t")
+            self.frame = frame
+            self.table = self.client.write_table(frame, key="t")
 
-            def append_rows():
-                table.append(frame)
+    def append_array(self, i: int) -> None:
+        row = self.rows[i : i + 1]
+        if self.name == "tiled":
+            self.array.patch(row, offset=(i,), extend=True)
+        else:
+            self.array.append(row)
+        self.length = i + 1
 
-        table_times = [timed(append_rows) for _ in range(table_appends)]
-        assert len(client["t"].read()) == TABLE_ROWS * (table_appends + 1)
+    def append_table(self) -> None:
+        if self.name == "tiled":
+            self.table.append_partition(0, self.frame)
+        else:
+            self.table.append(self.frame)
+
+    def read(self) -> None:
+        got = self.client["a"].read()
+        assert np.array_equal(got, self.rows[: self.length]), "the array read back wrong"
+
+    def row(self, i: int) -> None:
+        assert np.array_equal(self.client["a"][i], self.rows[i])
+
+    def close(self) -> dict:
+        self.client["a"].close_stream()
+        data = self.directory / "data"
+        return {"disk": disk_bytes(data), "bytes": self.rows[: self.length].nbytes}
+
+    def shutdown(self) -> None:
+        (self.client.context.close if self.name == "tiled" else self.client.close)()
+        self.server.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def timed(fn, *args) -> dict:
+    start = time.perf_counter()
+    fn(*args)
+    return {"t": time.perf_counter() - start}
+
+
+def main(name: str, rows: int) -> None:
+    target = Target(name, rows)
+    print("READY", flush=True)
+    try:
+        for line in sys.stdin:
+            command, *args = line.split()
+            if command == "array":
+                answer = timed(target.append_array, int(args[0]))
+            elif command == "table":
+                answer = timed(target.append_table)
+            elif command == "read":
+                answer = timed(target.read)
+            elif command == "row":
+                answer = timed(target.row, int(args[0]))
+            elif command == "close":
+                answer = target.close()
+            elif command == "quit":
+                break
+            else:
+                raise ValueError(f"unknown command {command!r}")
+            print(json.dumps(answer), flush=True)
     finally:
-        (client.context.close if target == "tiled" else client.close)()
-        server.close()
-    return {
-        "target": target,
-        "version": _version(target),
-        "array_appends": appends,
-        "array_bytes": rows.nbytes,
-        "array_disk": array_disk,
-        "read_whole": whole,
-        "read_one_row": one_row,
-        "table_appends": table_times,
-        "pid": os.getpid(),
-        "median_append": statistics.median(appends),
-    }
-
-
-def _version(target: str) -> str:
-    if target == "tiled":
-        import tiled
-
-        return tiled.__version__
-    import hookbook
-
-    return getattr(hookbook, "__version__", "?")
+        target.shutdown()
 
 
 if __name__ == "__main__":
-    result = main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
-    print("RESULT " + json.dumps(result))
+    main(sys.argv[1], int(sys.argv[2]))

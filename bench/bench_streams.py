@@ -7,11 +7,13 @@ Side by side in one run, each target in its own interpreter
 - hookbook at the baseline commit 5067661 (``_envs.baseline_python()``);
 - the real Tiled 0.2.20 (``_envs.tiled_python()``).
 
-Each streams ``--array-appends`` appends of one 800 kB row (float64 x 100,000)
-to one array (161 MB at the end with the default 200), reads the whole array
-(best of 3) and one row (p50 of 20), closes the stream and measures the disk
-its data folder uses; then ``--table-appends`` appends of 100 rows to a table.
-Targets are ratios within this run (issue 12).
+The three run at once and take turns call by call (the order rotating each
+round), so a busy machine slows them alike: ``--array-appends`` appends of
+one 800 kB row (float64 x 100,000) to one array after a first row (161 MB at
+the end with the default 200), ``--table-appends`` appends of 100 rows to a
+table, 3 reads of the whole array (the best counts), 20 reads of one row,
+then ``close_stream`` and the disk its data folder uses. Targets are ratios
+within this run (issue 12).
 
     python bench/bench_streams.py [--quick] [--markdown PATH]
 """
@@ -20,32 +22,71 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from _common import Row, add_common_arguments, ms, report
 from _envs import baseline_python, current_python, tiled_python
+from _targets import Target
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_streams_worker.py"
 
 
-def run_target(python: Path, target: str, array_appends: int, table_appends: int) -> dict:
-    """Run the worker in ``python``; its result (the last ``RESULT`` line)."""
-    done = subprocess.run(
-        [str(python), str(WORKER), target, str(array_appends), str(table_appends)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        cwd=HERE,  # never the repository root: the baseline must not import ./src
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        output = done.stdout[-2000:] + done.stderr[-4000:]
-        raise RuntimeError(f"{target} ({python}) failed:\n{output}")
-    return json.loads(lines[-1][len("RESULT ") :])
+class Worker:
+    """One target's worker process, driven one command at a time."""
+
+    def __init__(self, target: Target, rows: int) -> None:
+        self.name = target.name
+        self.log = open(HERE / f".streams-{self.name}.log", "w")  # noqa: SIM115 - closed in stop()
+        # No PYTHONPATH, and not the repository root as the working directory:
+        # each target imports its own packages only.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        self.proc = subprocess.Popen(
+            [str(target.python), str(WORKER), target.kind, str(rows)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=HERE,
+            env=env,
+        )
+        if self._line() != "READY":
+            raise RuntimeError(f"{self.name} did not start; see {self.log.name}")
+
+    def _line(self) -> str:
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            raise RuntimeError(f"{self.name} stopped; see {self.log.name}")
+        return line.strip()
+
+    def ask(self, command: str) -> dict[str, Any]:
+        self.proc.stdin.write(command + "\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+        return json.loads(self._line())
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")  # type: ignore[union-attr]
+            self.proc.stdin.close()  # type: ignore[union-attr]
+            self.proc.wait(60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+        self.log.close()
+
+
+def interleaved(workers: list[Worker], commands: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Send each command to every worker, rotating who goes first each round."""
+    answers: dict[str, list[dict[str, Any]]] = {w.name: [] for w in workers}
+    for n, command in enumerate(commands):
+        turn = n % len(workers)
+        for worker in workers[turn:] + workers[:turn]:
+            answers[worker.name].append(worker.ask(command))
+    return answers
 
 
 def p50(values: list[float]) -> float:
@@ -62,16 +103,40 @@ def main() -> None:
     table_appends = args.table_appends or (200 if args.quick else 1000)
     window, table_window = (10, 25) if args.quick else (20, 50)
 
-    pythons = {
-        "hookbook": current_python(),
-        "baseline": baseline_python(),
-        "tiled": tiled_python(),
+    targets = [
+        Target("hookbook", "hookbook now", "hookbook", current_python()),
+        Target("baseline", "hookbook 5067661", "hookbook", baseline_python()),
+        Target("tiled", "Tiled 0.2.20", "tiled", tiled_python()),
+    ]
+    workers: list[Worker] = []
+    try:
+        for target in targets:
+            print(f"starting {target.label} ({target.python}) ...", file=sys.stderr, flush=True)
+            workers.append(Worker(target, array_appends + 1))
+        print("appending to the arrays ...", file=sys.stderr, flush=True)
+        steps = {
+            "array_appends": interleaved(
+                workers, [f"array {i}" for i in range(1, array_appends + 1)]
+            ),
+            "read_whole": interleaved(workers, ["read"] * 3),
+            "read_one_row": interleaved(workers, [f"row {array_appends // 2}"] * 20),
+            "closed": interleaved(workers, ["close"]),
+        }
+        print("appending to the tables ...", file=sys.stderr, flush=True)
+        steps["table_appends"] = interleaved(workers, ["table"] * table_appends)
+    finally:
+        for worker in workers:
+            worker.stop()
+    results = {
+        name: {
+            key: [a["t"] for a in answers[name]]
+            for key, answers in steps.items()
+            if key != "closed"
+        }
+        | {"array_disk": steps["closed"][name][0]["disk"]}
+        | {"array_bytes": steps["closed"][name][0]["bytes"]}
+        for name in (t.name for t in targets)
     }
-    results = {}
-    for name, python in pythons.items():
-        print(f"running {name} ({python}) ...", file=sys.stderr, flush=True)
-        target = "tiled" if name == "tiled" else "hookbook"
-        results[name] = run_target(python, target, array_appends, table_appends)
     ours, base, tiled = results["hookbook"], results["baseline"], results["tiled"]
 
     def firsts(result: dict, key: str, n: int) -> float:
@@ -172,9 +237,10 @@ def main() -> None:
         f"{array_appends} appends of one 800 kB row to one array after a first row; "
         f"{table_appends} appends of 100 rows (int64, float64, string) to a table.",
         "Each target runs in its own interpreter with its own in-process server "
-        "(hookbook SimpleServer, Tiled SimpleTiledServer) and client; wall clock per call.",
-        f"Versions: hookbook {ours['version']} (this checkout), baseline hookbook 5067661, "
-        f"Tiled {tiled['version']}. Disk: allocated blocks under the server's data folder.",
+        "(hookbook SimpleServer, Tiled SimpleTiledServer) and client; the three take "
+        "turns call by call; wall clock per call.",
+        "hookbook: this checkout; baseline: hookbook 5067661; Tiled 0.2.20. "
+        "Disk: allocated blocks under the server's data folder.",
     ]
     report("hookbook streams benchmark (issue 12)", rows, args, notes=notes)
 

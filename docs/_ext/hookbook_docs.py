@@ -387,6 +387,8 @@ EXTRA_DESCRIPTIONS = {
     ("Settings", "webhooks"): "The `webhooks:` section; absent, the webhook routes are "
     "not mounted (404). See the `webhooks` table below.",
     ("Settings", "limits"): "Caps on what one request may carry; see the `limits` table below.",
+    ("Settings", "storage"): "How long unreferenced data is kept, and compaction; see the "
+    "`storage` table below.",
     ("ApiKey", "key"): "The key: at least 8 word characters (letters, digits, `_`).",
     ("ApiKey", "scopes"): "`admin` (all), or any of `read:metadata`, `write:metadata`, "
     "`read:webhooks`, `write:webhooks`.",

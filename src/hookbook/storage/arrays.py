@@ -13,12 +13,15 @@ start-up), so an outside reader (xarray, dask) never sees a failed append.
 Everything else in ``zarr.json`` (data type, chunk shape, codecs) is fixed
 when the array is created.
 
-Chunk size and codec were chosen by measurement (``bench/README.md``,
-"Streams: chunk size and codec"): 1 MiB chunks keep a one-row append of a
-large row to one new chunk and a small-row append to a 1 MiB rewrite, while
-a whole read of 161 MB stays within the baseline's time; Blosc with LZ4 and
-byte shuffle decodes faster than zstd and stores the zero padding of a
-short last chunk (and of small arrays) in a few bytes.
+Chunk size and codec were chosen by measurement (``bench/bench_zarr_layout.py``;
+``bench/README.md``, "Streams: chunk size and codec"). 1 MiB chunks keep a
+one-row append of an 800 kB row to one new chunk and a small-row append to a
+1 MiB rewrite; 4 MiB chunks made those appends 3 to 10 times slower, and
+256 KiB ones gained nothing. Blosc with LZ4 and no shuffle decodes
+incompressible data (random floats) at memory speed, where byte shuffle
+costs an extra pass on every read; it still stores the zero padding of a
+short last chunk (and of small arrays) in a few bytes, which no codec at
+all cannot (a 3-element array would take a whole 1 MiB chunk on disk).
 
 Reads and writes use zarr's asynchronous API on the caller's event loop
 (zarr moves file I/O and codecs to threads itself), which saves the thread
@@ -102,7 +105,7 @@ class ZarrArrays:
                 shape=tuple(shape),
                 chunks=chunk_shape(shape, dtype.itemsize),
                 dtype=dtype,
-                compressors=BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
+                compressors=BloscCodec(cname="lz4", clevel=5, shuffle="noshuffle"),
                 fill_value=None,
                 dimension_names=None if dims is None else tuple(dims),
                 config=_CONFIG,
