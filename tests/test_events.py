@@ -306,6 +306,8 @@ def test_a_transaction_that_fails_at_commit_keeps_old_data_and_files(server, mon
     before_events = event_rows(server)
     before_nodes = node_rows(server)
     before_files = data_files(server)
+    location = node_rows(server)["arr"][3]
+    zarr_json = (server.directory / location / "zarr.json").read_text()
     real_write = db.write
 
     @asynccontextmanager
@@ -329,6 +331,8 @@ def test_a_transaction_that_fails_at_commit_keeps_old_data_and_files(server, mon
         assert event_rows(server) == before_events, name
         assert node_rows(server) == before_nodes, name
         assert data_files(server) == before_files, name
+    # An outside reader of the zarr folder never sees the append that did not commit.
+    assert (server.directory / location / "zarr.json").read_text() == zarr_json
     monkeypatch.undo()
     assert arr.read().tolist() == [0, 1, 2, 3]
     assert tbl.read()["x"].tolist() == [1, 2]
