@@ -461,3 +461,14 @@ def test_a_block_upload_on_the_declared_grid(http, server):
             return list((await conn.execute(query)).scalars())
 
     assert server.run(events_for(path)) == ["container-child-created"]
+
+
+def test_block_reads_keep_the_byte_order_of_scalars(http):
+    path = f"{http.root}/be"
+    data = np.arange(6, dtype=">i4").reshape(2, 3)
+    put_array(http, path, data)
+    one = http.get(f"/array/block/{path}", params={"block": "0,0", "slice": "1,2"})
+    assert one.content == b"\x00\x00\x00\x05"  # big-endian, as declared
+    assert one.headers["x-hookbook-shape"] == ""
+    whole = http.get(f"/array/full/{path}", params={"slice": "1,2"})
+    assert whole.content == b"\x00\x00\x00\x05"

@@ -273,7 +273,7 @@ class _RawResponse(Response):
 
 def _array_response(data: np.ndarray) -> Response:
     """Raw C-order bytes in the stored byte order, and the shape in a header."""
-    flat = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    flat = np.asarray(data, order="C").reshape(-1).view(np.uint8)
     return _RawResponse(
         memoryview(flat),
         media_type=protocol.ARRAY_MIME_TYPE,
@@ -340,7 +340,8 @@ async def get_array_block(
         raise ClientInputError(str(exc)) from None
     data = await store.read_array(node, region)
     key = _parse_key(slice, data.shape, expected_shape)
-    return _array_response(data[key])
+    # An all-integer index gives a numpy scalar, in native byte order: keep the dtype.
+    return _array_response(np.asarray(data[key], dtype=data.dtype))
 
 
 @router.put("/array/block/{path:path}", summary="Write one block of an array's chunk grid")
