@@ -549,6 +549,8 @@ class CatalogStore:
             first = await self.get(segments)
             async with self._node_locks.hold(first.id):
                 node = await self.get(segments)
+                if node.id != first.id:  # deleted and created again meanwhile
+                    raise ConflictError(f"{join_path(segments)!r} changed meanwhile; try again")
                 _check_writable(node, family)
                 yield _Locked(self, node, None)
         else:
