@@ -475,6 +475,9 @@ class DataType(BaseModel):
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         raise ValueError(f"{what} must be a list of integers")
+    value = tuple(value)
+    if set(map(type, value)) <= {int}:  # plain ints, checked in C: a long chunk list is cheap
+        return value
     out = []
     for v in value:
         if isinstance(v, bool) or not hasattr(v, "__index__"):
@@ -528,7 +531,7 @@ class ArrayStructure(BaseModel):
         if len(self.chunks) != len(self.shape):
             raise ValueError(f"chunks has {len(self.chunks)} axes but shape has {len(self.shape)}")
         for axis, (sizes, length) in enumerate(zip(self.chunks, self.shape, strict=True)):
-            if any(n < 0 for n in sizes) or sum(sizes) != length:
+            if min(sizes, default=0) < 0 or sum(sizes) != length:
                 raise ValueError(
                     f"the chunks of axis {axis} {list(sizes)} do not add up to its length {length}"
                 )
