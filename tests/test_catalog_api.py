@@ -415,3 +415,60 @@ def test_keys_are_percent_encoded(http):
     assert [item["id"] for item in listed] == ["with space", "ünï", "a%2Fb", "q?x"]
     for item in listed:
         assert http.get(item["links"]["self"]).json()["data"]["id"] == item["id"]
+
+
+def test_a_block_upload_on_the_declared_grid(http, server):
+    """Blocks of the grid a client declared land on hookbook's chunks, in any
+    order and more than once; the array is readable (and announced) only once
+    every block is in, and then reports hookbook's chunks."""
+    path = f"{http.root}/blocks"
+    data = np.arange(7 * 3, dtype=">i4").reshape(7, 3)
+    declared = array_structure(data) | {"chunks": [[3, 3, 1], [2, 1]]}
+    assert create(http, http.root, "blocks", "array", structure=declared).status_code == 200
+    grid = {(0, 0): data[0:3, 0:2], (2, 1): data[6:7, 2:3], (1, 0): data[3:6, 0:2]}
+    grid |= {(0, 1): data[0:3, 2:3], (1, 1): data[3:6, 2:3]}
+    for block, piece in grid.items():
+        put = http.put(
+            f"/array/block/{path}",
+            params={"block": ",".join(map(str, block))},
+            content=np.ascontiguousarray(piece).tobytes(),
+        )
+        assert put.status_code == 200, put.text
+        assert http.get(f"/array/full/{path}").status_code == 409  # not complete yet
+    again = http.put(
+        f"/array/block/{path}", params={"block": "0,0"}, content=data[0:3, 0:2].tobytes()
+    )
+    assert again.status_code == 200
+    assert http.get(f"/array/full/{path}").status_code == 409
+    last = np.ascontiguousarray(data[6:7, 0:2])
+    put = http.put(f"/array/block/{path}", params={"block": "2,0"}, content=last.tobytes())
+    assert put.status_code == 200, put.text
+    assert http.get(f"/array/full/{path}").content == data.tobytes()
+    structure = http.get(f"/metadata/{path}").json()["data"]["attributes"]["structure"]
+    assert structure["chunks"] == [[7], [3]]  # hookbook's grid: whole rows
+    block = http.get(f"/array/block/{path}", params={"block": "0,0", "expected_shape": "7,3"})
+    assert block.content == data.tobytes()
+    sliced = http.get(f"/array/block/{path}", params={"block": "0,0", "slice": "2:4,1"})
+    assert sliced.content == np.ascontiguousarray(data[2:4, 1]).tobytes()
+
+    async def events_for(key):
+        import sqlalchemy as sa
+
+        from hookbook.db import events
+
+        async with server.app.state.services.db.read() as conn:
+            query = sa.select(events.c.type).where(events.c.path == key)
+            return list((await conn.execute(query)).scalars())
+
+    assert server.run(events_for(path)) == ["container-child-created"]
+
+
+def test_block_reads_keep_the_byte_order_of_scalars(http):
+    path = f"{http.root}/be"
+    data = np.arange(6, dtype=">i4").reshape(2, 3)
+    put_array(http, path, data)
+    one = http.get(f"/array/block/{path}", params={"block": "0,0", "slice": "1,2"})
+    assert one.content == b"\x00\x00\x00\x05"  # big-endian, as declared
+    assert one.headers["x-hookbook-shape"] == ""
+    whole = http.get(f"/array/full/{path}", params={"slice": "1,2"})
+    assert whole.content == b"\x00\x00\x00\x05"

@@ -515,7 +515,6 @@ def test_unknown_structure_family(api, unchanged, family):
         ("GET", "/node/full/ok", ["exporting a node"]),
         ("GET", "/container/full/ok", ["exporting a container"]),
         ("GET", "/awkward/full/ok", ["awkward arrays"]),
-        ("PUT", "/array/block/ok/arr", ["block-wise array uploads"]),
         ("GET", "/stream/single/ok", ["websocket"]),
         ("GET", "/auth/providers", ["authentication"]),
     ],
@@ -523,6 +522,23 @@ def test_unknown_structure_family(api, unchanged, family):
 def test_unsupported_tiled_routes_say_so(api, unchanged, method, route, words):
     body = assert_error(api.request(method, route), 400, "does not support", *words)
     assert body["error"] == "UnsupportedError"
+
+
+@pytest.mark.parametrize(
+    "method,params,content,status,words",
+    [
+        ("PUT", {}, b"", 400, ["block is required"]),
+        ("PUT", {"block": "1,0"}, bytes(12), 400, ["does not exist", "axis 0 has 1 chunks"]),
+        ("PUT", {"block": "0"}, bytes(24), 400, ["2 axes"]),
+        ("PUT", {"block": "0,0"}, bytes(5), 422, ["got 5 bytes"]),
+        ("PUT", {"block": "0,0", "slice": "0:1"}, bytes(24), 400, ["whole blocks"]),
+        ("GET", {"block": "0,x"}, None, 400, ["block must be"]),
+        ("GET", {"block": "0,3"}, None, 400, ["does not exist"]),
+    ],
+)
+def test_bad_block_requests(api, unchanged, method, params, content, status, words):
+    response = api.request(method, "/array/block/ok/arr", params=params, content=content)
+    assert_error(response, status, *words)
 
 
 def test_unknown_routes_are_a_json_404(api, unchanged):

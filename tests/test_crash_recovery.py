@@ -402,3 +402,96 @@ def test_retention_prunes_settled_history_only(tmp_path, receiver):
         assert kept.outcome == "pending"
         assert kept.attempts == 2
         assert client.webhooks.delivery(kept.id).payload["key"] == "a"
+
+
+# --------------------------------------------------------------------------- #
+# kill -9 during a stream of appends
+# --------------------------------------------------------------------------- #
+
+STREAM_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from hookbook.server import SimpleServer
+
+    server = SimpleServer(sys.argv[1], api_key=sys.argv[2])
+    print(server.uri, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+@pytest.mark.slow
+def test_kill_9_during_appends_loses_nothing_acknowledged(tmp_path):
+    import numpy as np
+    import sqlalchemy as sa
+
+    from hookbook.db import fragments, nodes, retired_data
+
+    data = tmp_path / "data"
+    script = tmp_path / "child.py"
+    script.write_text(STREAM_CHILD)
+    with (tmp_path / "child.log").open("w") as log:
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(data), API_KEY],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    uri = child.stdout.readline().strip()
+    assert uri.startswith("http"), (tmp_path / "child.log").read_text()
+    acked: dict[str, list[int]] = {"a": [], "t": []}
+    stopped = threading.Event()
+
+    def append_until_killed() -> None:
+        try:
+            with from_uri(uri) as client:
+                array, table = client["a"], client["t"]
+                for i in range(1, 10_000):
+                    array.append(np.full((1, 1000), float(i)))
+                    acked["a"].append(i)
+                    table.append({"i": [i]})
+                    acked["t"].append(i)
+        except Exception:
+            stopped.set()
+
+    try:
+        with from_uri(uri) as client:
+            client.write_array(np.zeros((1, 1000)), key="a")
+            client.write_table({"i": [0]}, key="t")
+        writer = threading.Thread(target=append_until_killed, daemon=True)
+        writer.start()
+        wait_until(lambda: len(acked["t"]) >= 25, timeout=60, message="appends acknowledged")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=10)
+    assert stopped.wait(30), "the writer did not notice the server dying"
+
+    with (
+        SimpleServer(data, api_key=API_KEY, storage={"sweep_after": 0}) as server,
+        from_uri(server.uri) as client,
+    ):
+        rows = client["a"].read()
+        landed = rows[:, 0].astype(int).tolist()
+        # Every acknowledged append is there, in order; at most the one in flight more.
+        assert landed == list(range(len(landed)))
+        assert len(acked["a"]) + 1 <= len(landed) <= len(acked["a"]) + 2
+        assert (rows == rows[:, :1]).all()
+        values = client["t"].read()["i"].tolist()
+        assert values == list(range(len(values)))
+        assert len(acked["t"]) + 1 <= len(values) <= len(acked["t"]) + 2
+
+        async def referenced():
+            async with server.app.state.services.db.read() as conn:
+                found = set((await conn.execute(sa.select(nodes.c.data_location))).scalars())
+                found |= set((await conn.execute(sa.select(fragments.c.location))).scalars())
+                found |= set((await conn.execute(sa.select(retired_data.c.location))).scalars())
+                return {Path(p).name for p in found if p}
+
+        # What a killed append left behind was swept; zarr.json says the committed shape.
+        assert {p.name for p in (data / "data").iterdir()} <= server.run(referenced())
+        import zarr
+
+        (location,) = [p for p in (data / "data").iterdir() if p.suffix == ".zarr"]
+        assert zarr.open_array(location, mode="r").shape == rows.shape
+        client["a"].append(np.full((1, 1000), float(len(landed))))
+        assert client["a"].read().shape == (len(landed) + 1, 1000)

@@ -19,7 +19,6 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from conftest import wait_until
-from hookbook.catalog import files
 from hookbook.client import from_uri
 from hookbook.db import events, nodes
 from hookbook.errors import HookbookError, StreamClosedError
@@ -70,7 +69,7 @@ def node_rows(server: SimpleServer) -> dict[str, tuple]:
             return (await conn.execute(sa.select(nodes))).all()
 
     return {
-        r.path: (r.metadata, r.specs, r.structure, r.data_file, r.stream_closed)
+        r.path: (r.metadata, r.specs, r.structure, r.data_location, r.announced, r.stream_closed)
         for r in server.run(fetch())
     }
 
@@ -260,7 +259,7 @@ def test_failed_writes_record_nothing_and_leave_no_file(server, monkeypatch, how
             "run", "fresh", "array", structure=arr.structure | {"shape": [2], "chunks": [[2]]}
         )
     )
-    assert declared.data_file is None
+    assert declared.data_location is None and not declared.announced
 
     before_events = event_rows(server)
     before_nodes = node_rows(server)
@@ -307,6 +306,8 @@ def test_a_transaction_that_fails_at_commit_keeps_old_data_and_files(server, mon
     before_events = event_rows(server)
     before_nodes = node_rows(server)
     before_files = data_files(server)
+    location = node_rows(server)["arr"][3]
+    zarr_json = (server.directory / location / "zarr.json").read_text()
     real_write = db.write
 
     @asynccontextmanager
@@ -330,6 +331,8 @@ def test_a_transaction_that_fails_at_commit_keeps_old_data_and_files(server, mon
         assert event_rows(server) == before_events, name
         assert node_rows(server) == before_nodes, name
         assert data_files(server) == before_files, name
+    # An outside reader of the zarr folder never sees the append that did not commit.
+    assert (server.directory / location / "zarr.json").read_text() == zarr_json
     monkeypatch.undo()
     assert arr.read().tolist() == [0, 1, 2, 3]
     assert tbl.read()["x"].tolist() == [1, 2]
@@ -353,15 +356,18 @@ def test_a_reader_at_the_moment_of_the_event_sees_the_data(sqlite_server):
 
     async def read_from_store(path: tuple[str, ...]) -> None:
         node = await store.get(path)
-        seen[f"store {'/'.join(path)}"] = np.array(store.read_array(node))
+        seen[f"store {'/'.join(path)}"] = await store.read_array(node, (slice(None),))
 
     async def hook(tx, row_id, event_type, segments):
         path = "/".join(segments)
         row = (await tx.conn.execute(sa.select(nodes).where(nodes.c.path == path))).first()
         if row.structure_family != "array":
             return
-        # The file the event announces is already in place, complete.
-        seen[f"file {path}"] = np.array(files.read_array(server.directory, row.data_file))
+        # The data the event announces is already in place, complete.
+        shape = tuple(row.structure["shape"])
+        seen[f"file {path}"] = await store.storage.arrays.read(
+            row.data_location, shape, (slice(None),)
+        )
         loop = asyncio.get_running_loop()
 
         def after_commit() -> None:

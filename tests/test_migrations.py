@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hookbook.client import from_uri
-from hookbook.db import Database, events, metadata, nodes
+from hookbook.db import Database, UTCDateTime, events, metadata, nodes
 from hookbook.errors import ConfigurationError
 from hookbook.migrations import HEAD_REVISION, alembic_config, prepare_database
 from hookbook.server import SimpleServer
@@ -39,14 +39,34 @@ def run_on(url: str, work):
     return asyncio.run(_run_on(url, work))
 
 
+#: The nodes table as revision 0001 made it (db.py describes the newest).
+NODES_0001 = sa.Table(
+    "nodes",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("parent_id", sa.Integer),
+    sa.Column("key", sa.String(255)),
+    sa.Column("path", sa.Text),
+    sa.Column("structure_family", sa.String(16)),
+    sa.Column("metadata", sa.JSON),
+    sa.Column("specs", sa.JSON),
+    sa.Column("structure", sa.JSON),
+    sa.Column("data_file", sa.Text),
+    sa.Column("stream_closed", sa.Boolean),
+    sa.Column("time_created", UTCDateTime),
+    sa.Column("time_updated", UTCDateTime),
+)
+
+
 async def _make_old_database(conn) -> None:
     """A catalog at revision 0001 (before webhooks) with a node and an event in it."""
     await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0001"))
+    old_nodes = NODES_0001
     stamp = datetime.now(UTC)  # recent: older events may be pruned by retention
     common = {"specs": [], "structure": None, "data_file": None, "stream_closed": False}
     # No explicit ids: on PostgreSQL they would leave the sequences behind.
     root = await conn.execute(
-        nodes.insert().values(
+        old_nodes.insert().values(
             parent_id=None,
             key="",
             path="",
@@ -58,7 +78,7 @@ async def _make_old_database(conn) -> None:
         )
     )
     await conn.execute(
-        nodes.insert().values(
+        old_nodes.insert().values(
             parent_id=root.inserted_primary_key[0],
             key="legacy",
             path="legacy",
@@ -104,9 +124,12 @@ ALL_TABLES = [
     "attempts",
     "deliveries",
     "events",
+    "fragments",
     "nodes",
+    "retired_data",
     "ui_sessions",
     "ui_signin_tokens",
+    "upload_blocks",
     "webhooks",
 ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -105,7 +106,9 @@ def test_concurrent_first_writes_announce_once(server):
     with from_uri(server.uri) as client:
         values = client["a"].read()
     assert len(set(values.tolist())) == 1  # one whole write won, not a mix
-    assert len(list((server.directory / "data").iterdir())) == 1  # the losers' files are gone
+    # Each write replaced the one before; the replaced ones go after the grace period.
+    server.run(store.reap(now=time.time() + store.settings.retire_after))
+    assert len(list((server.directory / "data").iterdir())) == 1
 
 
 def test_readers_never_fail_while_a_stream_grows(server):
@@ -153,3 +156,34 @@ def test_a_restart_on_postgres_keeps_the_catalog(pg_url, tmp_path):
         assert client["run"].metadata == {"n": 1}
         assert client["run/a"].read().tolist() == [1, 2]
         assert second.app.state.services.db.sqlite is False
+
+
+def test_an_append_does_not_wait_for_another_nodes_write(server, monkeypatch):
+    """A write holds its own node's lock while it writes its bytes, not anyone else's."""
+    client = from_uri(server.uri)
+    client.write_array(np.zeros((1, 2)), key="a")
+    slow_node = client.write_array(np.zeros((1, 2)), key="b")
+    store = server.app.state.services.store
+    slow_location = server.run(store.get("b")).data_location
+    release, writing = threading.Event(), threading.Event()
+    real_write = store.storage.arrays.write
+
+    async def held_write(location, shape, region, data):
+        if location == slow_location:
+            writing.set()
+            await asyncio.to_thread(release.wait, 30)
+        await real_write(location, shape, region, data)
+
+    monkeypatch.setattr(store.storage.arrays, "write", held_write)
+    slow = threading.Thread(target=lambda: slow_node.append(np.ones((1, 2))))
+    slow.start()
+    try:
+        assert writing.wait(10), "the write to b did not start"
+        client["a"].append(np.ones((1, 2)))  # while b's write is held
+        assert client["a"].read().shape == (2, 2)
+        assert client["b"].read().shape == (1, 2)  # b's append is not visible yet
+    finally:
+        release.set()
+        slow.join(30)
+    assert client["b"].read().shape == (2, 2)
+    client.close()

@@ -152,6 +152,97 @@ def test_tutorial_flow_with_the_tiled_client(server: SimpleServer, tiled) -> Non
     assert history[0]["id"] > history[1]["id"]  # newest first
 
 
+@pytest.mark.slow
+def test_a_200_mb_array_through_the_block_routes(server: SimpleServer, tiled) -> None:
+    """The tiled client uploads an array over 100 MB block by block, on the grid
+    it declared; hookbook places the blocks onto its own chunks, announces the
+    array once the last block is in, and reports its own chunks for block reads."""
+    data = np.random.default_rng(0).standard_normal((26_000, 1_000))  # 208 MB
+    store = server.app.state.services.store
+    blocks: list[tuple[int, ...]] = []
+    write_block = store.write_block
+
+    async def counting(path, block, body):
+        blocks.append(tuple(block))
+        return await write_block(path, block, body)
+
+    store.write_block = counting
+    with WebhookReceiver() as receiver:
+        _register(server, receiver.url)
+        client = tiled(server.uri)
+        node = client.write_array(data, key="big")
+        (created,) = receiver.wait_for(1, timeout=30)
+        server.drain()
+    assert created.json["type"] == "container-child-created"
+    assert len(receiver.deliveries) == 1  # announced once, after the last block
+    assert sorted(blocks) == [(0, 0), (1, 0), (2, 0)]  # the client's grid: 12,500-row blocks
+
+    fresh = client["big"]
+    chunks = fresh.structure().chunks
+    assert len(chunks[0]) > 1 and chunks[1] == (1_000,)  # hookbook's grid: whole rows
+    assert sum(chunks[0]) == 26_000
+    np.testing.assert_array_equal(fresh.read(), data)  # over 100 MB: several requests
+    rows = chunks[0][0]
+    np.testing.assert_array_equal(fresh.read_block((1, 0)), data[rows : 2 * rows])
+    np.testing.assert_array_equal(fresh[12_345], data[12_345])
+
+    # Writing a block of the grid the structure reports replaces just that block.
+    fresh.write_block(np.zeros((rows, 1_000)), block=(2, 0))
+    expected = data.copy()
+    expected[2 * rows : 3 * rows] = 0
+    np.testing.assert_array_equal(client["big"].read(), expected)
+    assert node.structure().shape == (26_000, 1_000)
+
+
+def test_a_partitioned_appendable_table(server: SimpleServer, tiled) -> None:
+    """Tiled's logical partitions: npartitions declared at creation, append_partition(N),
+    reads of range(npartitions); closing the stream compacts each partition."""
+    import pyarrow as pa
+    from tiled.client.utils import ClientError
+
+    client = tiled(server.uri)
+    schema = pa.schema([("x", pa.int64()), ("y", pa.float64())])
+    table = client.create_appendable_table(schema, npartitions=3, key="t")
+    table.append_partition(0, pd.DataFrame({"x": [1, 2], "y": [0.5, 1.5]}))
+    table.append_partition(2, pd.DataFrame({"x": [5], "y": [5.5]}))
+    table.append_partition(0, pd.DataFrame({"x": [3], "y": [2.5]}))
+    with pytest.raises(ClientError, match="partition 3 does not exist"):
+        table.append_partition(3, pd.DataFrame({"x": [9], "y": [9.0]}))
+
+    def check(node) -> None:
+        assert node.structure().npartitions == 3
+        assert node.read_partition(0)["x"].tolist() == [1, 2, 3]
+        assert node.read_partition(1)["x"].tolist() == []
+        assert node.read_partition(2)["y"].tolist() == [5.5]
+        whole = node.read()
+        assert whole["x"].tolist() == [1, 2, 3, 5]
+        assert whole["y"].tolist() == [0.5, 1.5, 2.5, 5.5]
+
+    check(client["t"])
+    store = server.app.state.services.store
+    node = server.run(store.get("t"))
+    pieces = server.run(_fragment_locations(store, node.id))
+    assert len(pieces) == 3
+    table.close_stream()
+    after = server.run(_fragment_locations(store, node.id))
+    assert len(after) == 2 and after[1] == pieces[2]  # partition 0 merged; 2 as it was
+    check(client["t"])
+
+
+async def _fragment_locations(store, node_id: int) -> list[str]:
+    import sqlalchemy as sa
+
+    from hookbook.db import fragments
+
+    async with store.db.read() as conn:
+        query = (
+            sa.select(fragments.c.location)
+            .where(fragments.c.node_id == node_id)
+            .order_by(fragments.c.partition, fragments.c.id)
+        )
+        return list((await conn.execute(query)).scalars())
+
+
 def test_tiled_client_against_hookbook_serve(tmp_path: Path, tiled) -> None:
     config = write_config(
         tmp_path / "config.yml",
@@ -172,7 +263,6 @@ def test_tiled_client_against_hookbook_serve(tmp_path: Path, tiled) -> None:
     [
         ("POST", "register/x", "registering external files"),
         ("GET", "revisions/x", "metadata revisions"),
-        ("PUT", "array/block/x?block=0", "block-wise array uploads"),
         ("GET", "awkward/full/x", "awkward arrays"),
         ("GET", "node/full/x", "exporting"),
     ],

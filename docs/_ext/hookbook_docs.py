@@ -386,6 +386,8 @@ EXTRA_DESCRIPTIONS = {
     ("Settings", "webhooks"): "The `webhooks:` section; absent, the webhook routes are "
     "not mounted (404). See the `webhooks` table below.",
     ("Settings", "limits"): "Caps on what one request may carry; see the `limits` table below.",
+    ("Settings", "storage"): "How long unreferenced data is kept, and compaction; see the "
+    "`storage` table below.",
     ("ApiKey", "key"): "The key: at least 8 word characters (letters, digits, `_`).",
     ("ApiKey", "scopes"): "`admin` (all), or any of `read:metadata`, `write:metadata`, "
     "`read:webhooks`, `write:webhooks`, `read:operations`.",
@@ -408,20 +410,21 @@ def _settings_rows(model: Any, prefix: str) -> list[list[str]]:
             default = "the config file's folder"
         elif (model.__name__, name) in {("Settings", "webhooks")}:
             default = "absent"
-        elif (model.__name__, name) == ("Settings", "limits"):
+        elif (model.__name__, name) in {("Settings", "limits"), ("Settings", "storage")}:
             default = "the defaults below"
         rows.append([f"`{prefix}{name}`", json_type(prop), default, description])
     return rows
 
 
 def configuration_markdown() -> str:
-    from hookbook.config import ApiKey, Limits, Settings, WebhookSettings
+    from hookbook.config import ApiKey, Limits, Settings, StorageSettings, WebhookSettings
 
     sections = [
         ("Top level", Settings, ""),
         ("`api_keys` entries", ApiKey, "api_keys[]."),
         ("`webhooks`", WebhookSettings, "webhooks."),
         ("`limits`", Limits, "limits."),
+        ("`storage`", StorageSettings, "storage."),
     ]
     out = []
     for title, model, prefix in sections:

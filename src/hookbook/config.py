@@ -162,6 +162,9 @@ class Limits(_Strict):
         "columns), as JSON (413 above).",
     )
     max_table_columns: int = Field(1024, ge=1, description="Most columns in a table (413 above).")
+    max_table_partitions: int = Field(
+        10_000, ge=1, le=2**31 - 1, description="Most partitions a table declares (413 above)."
+    )
     max_array_dims: int = Field(32, ge=1, le=32, description="Most axes of an array (422 above).")
     max_data_bytes: int = Field(
         1024**3,
@@ -188,6 +191,26 @@ class Limits(_Strict):
     )
 
 
+class StorageSettings(_Strict):
+    """How long data that no node refers to is kept on disk."""
+
+    retire_after: float = Field(
+        60.0,
+        ge=0,
+        description="Replaced, compacted or deleted data is removed this long after "
+        "(s), so reads in flight can finish.",
+    )
+    sweep_after: float = Field(
+        600.0,
+        ge=0,
+        description="At start-up, files no node refers to (left by writes that never "
+        "committed) are removed once this old (s); a live peer's newer files are kept.",
+    )
+    compact_on_close: bool = Field(
+        True, description="Merge each table partition's fragments when its stream closes."
+    )
+
+
 class Settings(_Strict):
     """Everything a server needs; built from a config file or by SimpleServer."""
 
@@ -198,6 +221,7 @@ class Settings(_Strict):
     api_keys: tuple[ApiKey, ...] = Field(min_length=1)
     webhooks: WebhookSettings | None = None
     limits: Limits = Limits()
+    storage: StorageSettings = StorageSettings()
     serve_http: bool = Field(True, description="Serve the HTTP API (false: a worker only).")
     run_worker: bool = Field(True, description="Run the delivery worker in this process.")
     lock_directory: bool | None = Field(

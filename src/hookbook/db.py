@@ -63,14 +63,57 @@ nodes = sa.Table(
     sa.Column("structure_family", sa.String(16), nullable=False),
     sa.Column("metadata", sa.JSON, nullable=False),
     sa.Column("specs", sa.JSON, nullable=False),
+    # What readers see (an array's shape included): the truth, whatever the files say.
     sa.Column("structure", sa.JSON),
-    # Relative name of the data file under the directory; None until written.
-    sa.Column("data_file", sa.Text),
+    # An array's zarr folder in the storage (``data/<hex>.zarr``); None for
+    # containers and tables (whose data is the rows of ``fragments``).
+    sa.Column("data_location", sa.Text),
+    # Its created event is recorded: a container at once, an array or a table
+    # once its data is complete and readable.
+    sa.Column("announced", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("stream_closed", sa.Boolean, nullable=False, default=False),
     sa.Column("time_created", UTCDateTime, nullable=False),
     sa.Column("time_updated", UTCDateTime, nullable=False),
     sa.UniqueConstraint("parent_id", "key", name="uq_nodes_parent_key"),
     sa.Index("ix_nodes_parent", "parent_id"),
+)
+
+fragments = sa.Table(
+    "fragments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("node_id", sa.Integer, sa.ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False),
+    # Tiled's logical partition (0 .. npartitions - 1); its rows are its
+    # fragments' rows in id order.
+    sa.Column("partition", sa.Integer, nullable=False),
+    # A Parquet file in the storage (``data/<hex>.parquet``).
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Index("ix_fragments_node", "node_id", "partition", "id"),
+)
+
+upload_blocks = sa.Table(
+    "upload_blocks",
+    metadata,
+    # The blocks of an array's declared chunk grid written so far, while it is
+    # uploaded block by block (``PUT /array/block``); gone once it is complete.
+    sa.Column(
+        "node_id",
+        sa.Integer,
+        sa.ForeignKey("nodes.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("block", sa.String(255), primary_key=True),
+)
+
+retired_data = sa.Table(
+    "retired_data",
+    metadata,
+    # Data no node refers to any more (replaced, compacted, deleted), removed
+    # once a grace period has passed so that reads in flight can finish.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("retired_at", sa.Float, nullable=False),
+    sa.Index("ix_retired_data_time", "retired_at"),
 )
 
 events = sa.Table(

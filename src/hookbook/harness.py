@@ -122,6 +122,9 @@ class SimpleServer:
         More keys with narrower scopes: ``[{"key": ..., "scopes": [...]}]``.
     database:
         A SQLAlchemy URL (e.g. PostgreSQL); default SQLite in the directory.
+    storage:
+        Storage settings (``retire_after``, ``sweep_after``, ``compact_on_close``),
+        e.g. ``{"retire_after": 0}`` to remove replaced data at once.
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class SimpleServer:
         webhooks: Mapping[str, Any] | None = None,
         api_keys: Sequence[Mapping[str, Any]] | None = None,
         database: str | None = None,
+        storage: Mapping[str, Any] | None = None,
         startup_timeout: float = 30.0,
         seams: Seams | None = None,
     ) -> None:
@@ -151,6 +155,7 @@ class SimpleServer:
                 webhooks=webhooks if webhooks is not None else ({} if enable_webhooks else None),
                 api_keys=api_keys or (),
                 database=database,
+                storage=storage or {},
                 startup_timeout=startup_timeout,
                 seams=seams,
             )
@@ -166,6 +171,7 @@ class SimpleServer:
         webhooks: Mapping[str, Any] | None,
         api_keys: Sequence[Mapping[str, Any]],
         database: str | None,
+        storage: Mapping[str, Any],
         startup_timeout: float,
         seams: Seams | None,
     ) -> None:
@@ -197,6 +203,7 @@ class SimpleServer:
                 "database": database,
                 "api_keys": [{"key": api_key, "scopes": ["admin"]}, *api_keys],
                 "webhooks": webhook_settings,
+                "storage": dict(storage),
                 "lock_directory": True,
             }
         )

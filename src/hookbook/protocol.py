@@ -477,6 +477,9 @@ class DataType(BaseModel):
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         raise ValueError(f"{what} must be a list of integers")
+    value = tuple(value)
+    if set(map(type, value)) <= {int}:  # plain ints, checked in C: a long chunk list is cheap
+        return value
     out = []
     for v in value:
         if isinstance(v, bool) or not hasattr(v, "__index__"):
@@ -493,9 +496,9 @@ class ArrayStructure(BaseModel):
     array.
     ``chunks``: for each axis, the lengths of its chunks, summing to that
     axis's length: a list of lists such as ``[[3], [4]]`` (Tiled's "tuple of
-    tuples"). hookbook stores every array as one chunk per axis; the tiled
-    client only uploads several chunks (through the unsupported block route)
-    for arrays above 100 MB.
+    tuples"). hookbook reports the chunks it stores (whole rows, about 1 MiB
+    per chunk, see :mod:`hookbook.storage.arrays`); a client's declared grid
+    is kept only until its blocks are all uploaded.
     ``dims``: optional names of the axes (one per axis), or ``None``. The
     key must be present: the tiled client reads ``structure["dims"]``.
     ``resizable``: always ``false`` from hookbook. The tiled client refuses
@@ -530,7 +533,7 @@ class ArrayStructure(BaseModel):
         if len(self.chunks) != len(self.shape):
             raise ValueError(f"chunks has {len(self.chunks)} axes but shape has {len(self.shape)}")
         for axis, (sizes, length) in enumerate(zip(self.chunks, self.shape, strict=True)):
-            if any(n < 0 for n in sizes) or sum(sizes) != length:
+            if min(sizes, default=0) < 0 or sum(sizes) != length:
                 raise ValueError(
                     f"the chunks of axis {axis} {list(sizes)} do not add up to its length {length}"
                 )
@@ -553,16 +556,41 @@ class ArrayStructure(BaseModel):
             dims=None if dims is None else tuple(dims),
         )
 
-    def with_shape(self, shape: Sequence[int]) -> ArrayStructure:
-        """The same array after a resize (an append): new shape, one chunk per axis."""
-        shape = tuple(int(n) for n in shape)
+    def with_shape(
+        self, shape: Sequence[int], chunks: tuple[tuple[int, ...], ...]
+    ) -> ArrayStructure:
+        """The same array with a new shape (after an append) and its chunks."""
         return ArrayStructure(
             data_type=self.data_type,
-            chunks=tuple((n,) for n in shape),
-            shape=shape,
+            chunks=chunks,
+            shape=tuple(int(n) for n in shape),
             dims=self.dims,
             resizable=False,
         )
+
+    def block_region(self, block: Sequence[int]) -> tuple[slice, ...]:
+        """Where block ``block`` (one index per axis, on :attr:`chunks`) lies in
+        the array. Raises :class:`ValueError` for a block that does not exist."""
+        if len(block) != len(self.shape):
+            raise ValueError(
+                f"block {list(block)} has {len(block)} indices; the array has "
+                f"{len(self.shape)} axes"
+            )
+        region = []
+        for axis, (index, sizes) in enumerate(zip(block, self.chunks, strict=True)):
+            if not 0 <= index < len(sizes):
+                raise ValueError(
+                    f"block {list(block)} does not exist: axis {axis} has {len(sizes)} "
+                    f"chunks ({list(sizes)})"
+                )
+            start = sum(sizes[:index])
+            region.append(slice(start, start + sizes[index]))
+        return tuple(region)
+
+    @property
+    def nblocks(self) -> int:
+        """How many blocks the chunk grid has."""
+        return math.prod(len(sizes) for sizes in self.chunks)
 
     @property
     def ndim(self) -> int:
@@ -585,8 +613,9 @@ class TableStructure(BaseModel):
     prefixed ``data:application/vnd.apache.arrow.file;base64,``. It may
     carry pandas metadata (index columns, dtypes) that the client uses to
     rebuild the DataFrame.
-    ``npartitions``: number of partitions (at least 1); each is read with
-    ``GET /table/partition/{path}?partition=i``. hookbook keeps one.
+    ``npartitions``: number of partitions (at least 1), declared at creation;
+    each is read with ``GET /table/partition/{path}?partition=i`` and grows
+    with ``PATCH`` on the same URL (the tiled client's ``append_partition``).
     ``columns``: the column names as the user sees them. With pandas data
     this leaves out index columns (``__index_level_0__`` and named
     indexes), so it may differ from the schema's field names. Names starting
@@ -1706,9 +1735,6 @@ UNSUPPORTED_ROUTES: tuple[UnsupportedRoute, ...] = (
     UnsupportedRoute(("WEBSOCKET",), "/stream/single/{path:path}", "websocket subscriptions"),
     UnsupportedRoute(("POST",), "/register/{path:path}", "registering external files"),
     UnsupportedRoute(("GET", "DELETE"), "/revisions/{path:path}", "metadata revisions"),
-    UnsupportedRoute(
-        ("GET", "PUT"), "/array/block/{path:path}", "block-wise array reads and uploads"
-    ),
     UnsupportedRoute(("GET", "POST"), "/container/full/{path:path}", "exporting containers"),
     UnsupportedRoute(("GET", "POST"), "/node/full/{path:path}", "the deprecated /node/full route"),
     UnsupportedRoute(("PUT",), "/node/full/{path:path}", "the deprecated /node/full route"),

@@ -1,32 +1,49 @@
-"""The catalog store: nodes, their data files and the events they record.
+"""The catalog store: the node tree, the events it records, and the rules.
 
 Every change runs in one write transaction together with its event row and,
 through the ``on_event`` hook the webhook engine installs, the outbox rows of
-every matching webhook. A change that fails records nothing and leaves no
-data file behind.
+every matching webhook.
+
+The database is the truth. A node's row holds what readers see, an array's
+shape included; the data storage (:mod:`hookbook.storage`) holds bytes at the
+locations rows name: an array's zarr folder (``nodes.data_location``), a
+table's Parquet fragments (rows of ``fragments``, per logical partition). New
+data is written before the transaction that makes it visible commits. Data no
+row refers to any more (replaced, compacted, deleted) is retired and removed
+after a grace period, so reads in flight finish; data of a write that never
+committed is swept at the next start (:mod:`hookbook.catalog.recovery`).
+
+A write to a node's data holds the node's row lock while it writes its own
+bytes: ``FOR UPDATE`` in the write transaction on PostgreSQL; on SQLite (one
+process per directory) an in-process lock per node, and the write transaction
+only for the commit, so writers of other nodes never wait for this one's I/O.
+An append therefore costs the I/O of what it appends, and a reader sees the
+old length or the new one, never half an append.
 
 Arrays and tables announce themselves (``container-child-created``) only when
-their data is stored and readable: creating one declares its structure, and
-the first full write of its data records the event.
+their data is complete and readable: creating one declares its structure; the
+event goes out with the first full write, the last block of a block-by-block
+upload, the first append, or once every partition of a table is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
 from .. import events as ev
-from ..config import Limits
-from ..db import Database, WriteTransaction, nodes
+from ..config import Limits, StorageSettings
+from ..db import Database, WriteTransaction, fragments, nodes, retired_data, upload_blocks
 from ..db import events as events_table
 from ..errors import (
     AlreadyExistsError,
@@ -40,18 +57,18 @@ from ..errors import (
     StreamClosedError,
 )
 from ..protocol import ArrayPatchParams, ArrayStructure, TableStructure, normalise_specs
-from . import files, validation
+from ..storage import Storage
+from ..storage.arrays import chunk_lengths
+from . import validation
+from .decoding import array_from_bytes
+from .locking import KeyedLocks
 from .paths import check_key, join_path, parse_path
 
+__all__ = ["FAMILIES", "CatalogStore", "EventHook", "Node"]
+
+logger = logging.getLogger(__name__)
+
 FAMILIES = ("container", "array", "table")
-
-#: How often a data write is computed again when other writers keep getting in first.
-_WRITE_ATTEMPTS = 50
-
-
-class _Stale(Exception):
-    """The node's data changed between reading it and swapping in the new file."""
-
 
 #: Called inside the write transaction after an event row is inserted:
 #: ``(tx, event_row_id, event_type, path_segments)``.
@@ -68,7 +85,8 @@ class Node:
     metadata: dict[str, Any]
     specs: list[dict[str, Any]]
     structure: dict[str, Any] | None
-    data_file: str | None
+    data_location: str | None
+    announced: bool
     stream_closed: bool
     time_created: datetime
     time_updated: datetime
@@ -76,10 +94,6 @@ class Node:
     @property
     def key(self) -> str:
         return self.path[-1] if self.path else ""
-
-    @property
-    def has_data(self) -> bool:
-        return self.structure_family == "container" or self.data_file is not None
 
     @classmethod
     def from_row(cls, row: Any) -> Node:
@@ -90,21 +104,56 @@ class Node:
             metadata=row.metadata,
             specs=row.specs,
             structure=row.structure,
-            data_file=row.data_file,
+            data_location=row.data_location,
+            announced=bool(row.announced),
             stream_closed=row.stream_closed,
             time_created=row.time_created,
             time_updated=row.time_updated,
         )
 
 
+#: Given the transaction and the node as it is now (row locked), write the
+#: new state and return it.
+Commit = Callable[[WriteTransaction, Node], Awaitable[Node]]
+
+
+class _Locked:
+    """A node whose row lock is held (see :meth:`CatalogStore._locked`)."""
+
+    def __init__(self, store: CatalogStore, node: Node, tx: WriteTransaction | None) -> None:
+        self.store = store
+        self.node = node
+        self._tx = tx
+
+    async def commit(self, write: Commit) -> Node:
+        if self._tx is not None:  # PostgreSQL: the transaction that holds the row lock
+            return await write(self._tx, self.node)
+        async with self.store.db.write() as tx:  # SQLite: only the commit is a transaction
+            current = await self.store._get(tx.conn, self.node.path)
+            if current.id != self.node.id:
+                raise NotFoundError(
+                    f"{join_path(self.node.path)!r} was deleted meanwhile", path=list(current.path)
+                )
+            _check_open(current)
+            return await write(tx, current)
+
+
 class CatalogStore:
     """Reads and writes the node tree of one server."""
 
-    def __init__(self, db: Database, directory: Path, limits: Limits) -> None:
+    def __init__(
+        self,
+        db: Database,
+        storage: Storage,
+        limits: Limits,
+        settings: StorageSettings | None = None,
+    ) -> None:
         self.db = db
-        self.directory = directory
+        self.storage = storage
         self.limits = limits
+        self.settings = settings or StorageSettings()
         self.on_event: EventHook | None = None
+        self._node_locks = KeyedLocks()
 
     # ---- set-up -------------------------------------------------------------
 
@@ -129,7 +178,8 @@ class CatalogStore:
                         metadata={},
                         specs=[],
                         structure=None,
-                        data_file=None,
+                        data_location=None,
+                        announced=True,
                         stream_closed=False,
                         time_created=stamp,
                         time_updated=stamp,
@@ -197,42 +247,39 @@ class CatalogStore:
                 await conn.execute(sa.select(sa.func.count()).where(nodes.c.parent_id == node.id))
             ).scalar_one()
 
-    def read_array(self, node: Node) -> np.ndarray:
-        self._require_data(node, "array")
-        assert node.data_file is not None
-        return files.read_array(self.directory, node.data_file)
-
-    def read_table(self, node: Node) -> Any:
-        self._require_data(node, "table")
-        assert node.data_file is not None
-        return files.read_table(self.directory, node.data_file)
-
-    async def load_array(self, path: str | Sequence[str]) -> tuple[Node, np.ndarray]:
-        """The node at ``path`` and its array, read consistently: when a writer
-        replaces the file between the lookup and the read (an append), read again."""
-        return await self._load(path, self.read_array)
-
-    async def load_table(self, path: str | Sequence[str]) -> tuple[Node, Any]:
-        """The node at ``path`` and its ``pyarrow.Table`` (see :meth:`load_array`)."""
-        return await self._load(path, self.read_table)
-
-    async def _load(self, path: str | Sequence[str], read: Callable[[Node], Any]) -> Any:
-        for _ in range(_WRITE_ATTEMPTS):
-            node = await self.get(path)
-            try:
-                return node, read(node)
-            except FileNotFoundError:  # replaced (and the old file removed) meanwhile
-                continue
-        raise ConflictError(f"{join_path(parse_path(path))!r} kept changing while being read")
-
     @staticmethod
-    def _require_data(node: Node, family: str) -> None:
-        if node.structure_family != family:
-            raise ConflictError(
-                f"{join_path(node.path)!r} is {_a(node.structure_family)}, not {_a(family)}"
-            )
-        if node.data_file is None:
-            raise ConflictError(f"no data has been written to {join_path(node.path)!r} yet")
+    def array_structure(node: Node, *, require_data: bool = True) -> ArrayStructure:
+        """The structure of an array node (409 for another family, or, with
+        ``require_data``, before its data is written)."""
+        if require_data:
+            _require_data(node, "array")
+        else:
+            _check_writable(node, "array")
+        return ArrayStructure.model_validate(node.structure)
+
+    async def read_array(self, node: Node, key: tuple[slice | int, ...]) -> np.ndarray:
+        """``array[key]`` of ``node`` (as :meth:`get` returned it: the shape it
+        names is the one read), in its declared dtype and byte order, touching
+        only the chunks the key needs."""
+        structure = self.array_structure(node)
+        assert node.data_location is not None
+        data = await self.storage.arrays.read(node.data_location, structure.shape, key)
+        return data.astype(structure.data_type.to_numpy(), copy=False)
+
+    async def read_table(self, path: str | Sequence[str], partition: int | None = None) -> Any:
+        """A table's rows as a ``pyarrow.Table``: one logical partition, or all of
+        them in order (``partition=None``)."""
+        segments = parse_path(path)
+        async with self.db.read() as conn:  # the node and its fragments at one moment
+            node = await self._get(conn, segments)
+            _require_data(node, "table")
+            structure = TableStructure.model_validate(node.structure)
+            if partition is not None:
+                _check_partition(node, structure, partition)
+            locations = [f.location for f in await _fragments(conn, node.id, partition)]
+        return await asyncio.to_thread(
+            self.storage.tables.read, locations, structure.decoded_schema()
+        )
 
     # ---- validation ---------------------------------------------------------
 
@@ -268,6 +315,14 @@ class CatalogStore:
         except ValueError as exc:
             raise ClientInputError(f"invalid specs: {exc}") from None
 
+    def _check_size(self, nbytes: int) -> None:
+        if nbytes > self.limits.max_data_bytes:
+            raise PayloadTooLargeError(
+                f"data is {nbytes} bytes; the limit is {self.limits.max_data_bytes}",
+                size=nbytes,
+                limit=self.limits.max_data_bytes,
+            )
+
     # ---- events -------------------------------------------------------------
 
     async def _record(self, tx: WriteTransaction, event: Any) -> None:
@@ -294,7 +349,7 @@ class CatalogStore:
             metadata=node.metadata,
         )
 
-    # ---- writes -------------------------------------------------------------
+    # ---- the tree -----------------------------------------------------------
 
     async def create(
         self,
@@ -307,7 +362,7 @@ class CatalogStore:
         structure: dict[str, Any] | None = None,
     ) -> Node:
         """Create a child. A container announces itself now; an array or a
-        table when its data is first written (:meth:`write_array`, :meth:`write_table`)."""
+        table when its data is complete (see the module's docstring)."""
         parent_segments = parse_path(parent_path)
         check_key(key, max_length=self.limits.max_key_length)
         if len(parent_segments) + 1 > self.limits.max_path_depth:
@@ -345,21 +400,36 @@ class CatalogStore:
                 raise AlreadyExistsError(
                     f"{join_path(segments)!r} already exists", path=list(segments)
                 )
-            row = dict(
-                parent_id=parent.id,
-                key=key,
-                path=join_path(segments),
+            node = Node(
+                id=0,
+                path=segments,
                 structure_family=structure_family,
                 metadata=metadata,
                 specs=specs,
                 structure=structure,
-                data_file=None,
+                data_location=None,
+                announced=structure_family == "container",
                 stream_closed=False,
                 time_created=stamp,
                 time_updated=stamp,
             )
             try:
-                result = await tx.execute(nodes.insert().values(**row))
+                result = await tx.execute(
+                    nodes.insert().values(
+                        parent_id=parent.id,
+                        key=key,
+                        path=join_path(segments),
+                        structure_family=structure_family,
+                        metadata=metadata,
+                        specs=specs,
+                        structure=structure,
+                        data_location=None,
+                        announced=node.announced,
+                        stream_closed=False,
+                        time_created=stamp,
+                        time_updated=stamp,
+                    )
+                )
             except sa.exc.IntegrityError as exc:
                 # Another transaction created the same key since the check above
                 # (PostgreSQL; SQLite writers are serialised).
@@ -368,19 +438,8 @@ class CatalogStore:
                 raise AlreadyExistsError(
                     f"{join_path(segments)!r} already exists", path=list(segments)
                 ) from None
-            node = Node(
-                id=result.inserted_primary_key[0],
-                path=segments,
-                structure_family=structure_family,
-                metadata=metadata,
-                specs=specs,
-                structure=structure,
-                data_file=None,
-                stream_closed=False,
-                time_created=stamp,
-                time_updated=stamp,
-            )
-            if structure_family == "container":
+            node = replace(node, id=result.inserted_primary_key[0])
+            if node.announced:
                 await self._record(tx, self._created_event(node, stamp))
         return node
 
@@ -393,112 +452,208 @@ class CatalogStore:
         validation.check_structure(family, checked, self.limits)
         return checked
 
-    async def _swap_data(
-        self, node: Node, write_file: Callable[[], str], structure: dict[str, Any]
+    async def update_metadata(
+        self, path: str | Sequence[str], *, metadata: Any = None, specs: Any = None
     ) -> Node:
-        """Write a new data file, point the node at it in one transaction (with
-        the created event if this is the node's first data), then drop the old file.
-
-        ``node`` is the state the new file was computed from. If another writer
-        changed the node's data since (an append racing an append), nothing is
-        written and :class:`_Stale` asks the caller to compute again from the new
-        state. The row is locked (``FOR UPDATE`` on PostgreSQL; SQLite has one
-        writer at a time) so the check and the update are one step.
-        """
-        # Off the event loop: the write (and its fsync) would stall every request.
-        new_file = await asyncio.to_thread(write_file)
+        """Replace what is given (metadata and/or specs) and record the update."""
+        segments = parse_path(path)
+        new_metadata = None if metadata is None else self._check_metadata(metadata)
+        new_specs = None if specs is None else self._check_specs(specs)
         stamp = ev.now()
-        try:
-            async with self.db.write() as tx:
-                current = await self._get(tx.conn, node.path, lock=True)
-                if current.stream_closed:
-                    raise StreamClosedError(
-                        f"{join_path(node.path)!r} is closed: it takes no more data",
-                        path=list(node.path),
-                    )
-                if current.id != node.id or current.data_file != node.data_file:
-                    raise _Stale
-                await tx.execute(
-                    nodes.update()
-                    .where(nodes.c.id == current.id)
-                    .values(data_file=new_file, structure=structure, time_updated=stamp)
+        async with self.db.write() as tx:
+            node = await self._get(tx.conn, segments, lock=True)
+            values: dict[str, Any] = {"time_updated": stamp}
+            if new_metadata is not None:
+                values["metadata"] = new_metadata
+            if new_specs is not None:
+                values["specs"] = new_specs
+            await tx.execute(nodes.update().where(nodes.c.id == node.id).values(**values))
+            updated = replace(node, **values)
+            if segments:
+                await self._record(
+                    tx,
+                    ev.ContainerChildMetadataUpdated(
+                        timestamp=stamp,
+                        key=updated.key,
+                        path=list(segments),
+                        specs=updated.specs,
+                        metadata=updated.metadata,
+                    ),
                 )
-                updated = Node(
-                    **{
-                        **current.__dict__,
-                        "data_file": new_file,
-                        "structure": structure,
-                        "time_updated": stamp,
-                    }
-                )
-                if current.data_file is None:
-                    await self._record(tx, self._created_event(updated, stamp))
-        except BaseException:
-            files.remove(self.directory, [new_file])
-            raise
-        files.remove(self.directory, [current.data_file])
         return updated
+
+    async def close_stream(self, path: str | Sequence[str]) -> Node:
+        """Close an array's or a table's stream (no more data), then compact a
+        table's fragments (``storage.compact_on_close``)."""
+        segments = parse_path(path)
+        stamp = ev.now()
+        async with self.db.write() as tx:
+            node = await self._get(tx.conn, segments, lock=True)
+            if node.structure_family == "container":
+                raise NotAStreamError(
+                    f"{join_path(segments) or 'the root'!r} is a container: only arrays "
+                    "and tables are streams"
+                )
+            if node.stream_closed:
+                raise StreamClosedError(f"{join_path(segments)!r} is already closed")
+            await tx.execute(
+                nodes.update()
+                .where(nodes.c.id == node.id)
+                .values(stream_closed=True, time_updated=stamp)
+            )
+            if node.announced:  # a node never announced is not announced closed either
+                await self._record(
+                    tx, ev.StreamClosed(timestamp=stamp, key=node.key, path=list(segments))
+                )
+        closed = replace(node, stream_closed=True, time_updated=stamp)
+        if closed.structure_family == "table" and self.settings.compact_on_close:
+            try:
+                await self.compact(closed)
+            except Exception:  # the stream is closed either way; its fragments stay valid
+                logger.warning("compacting %s failed", join_path(segments), exc_info=True)
+        return closed
+
+    async def delete(
+        self,
+        path: str | Sequence[str],
+        *,
+        before_event: Callable[[WriteTransaction, tuple[str, ...]], Awaitable[None]] | None = None,
+    ) -> int:
+        """Delete a node and everything below it; returns how many nodes went.
+        Their data is retired (removed after the grace period).
+
+        ``before_event`` runs in the same transaction before the event is recorded
+        (the webhook engine removes the subtree's webhooks there).
+        """
+        segments = parse_path(path)
+        if not segments:
+            raise ClientInputError("the root cannot be deleted")
+        joined = join_path(segments)
+        stamp = ev.now()
+        async with self.db.write() as tx:
+            node = await self._get(tx.conn, segments)
+            subtree = (nodes.c.path == joined) | (
+                sa.func.substr(nodes.c.path, 1, len(joined) + 1) == joined + "/"
+            )
+            doomed = (
+                await tx.execute(sa.select(nodes.c.id, nodes.c.data_location).where(subtree))
+            ).all()
+            ids = [row.id for row in doomed]
+            pieces = await tx.execute(
+                sa.select(fragments.c.location).where(fragments.c.node_id.in_(ids))
+            )
+            await _retire(tx, [row.data_location for row in doomed] + list(pieces.scalars()))
+            await tx.execute(fragments.delete().where(fragments.c.node_id.in_(ids)))
+            await tx.execute(upload_blocks.delete().where(upload_blocks.c.node_id.in_(ids)))
+            await tx.execute(nodes.delete().where(subtree))
+            if before_event is not None:
+                await before_event(tx, segments)
+            if node.announced:  # a node never announced is not announced gone either
+                await self._record(
+                    tx,
+                    ev.ContainerChildDeleted(timestamp=stamp, key=node.key, path=list(segments)),
+                )
+        return len(doomed)
+
+    # ---- holding a node ----------------------------------------------------
+
+    @asynccontextmanager
+    async def _locked(self, path: str | Sequence[str], family: str) -> AsyncIterator[_Locked]:
+        """Hold the row lock of the node at ``path`` (an open ``family`` node)
+        until the block ends: its data may be written, then :meth:`_Locked.commit`."""
+        segments = parse_path(path)
+        if self.db.sqlite:
+            first = await self.get(segments)
+            async with self._node_locks.hold(first.id):
+                node = await self.get(segments)
+                if node.id != first.id:  # deleted and created again meanwhile
+                    raise ConflictError(f"{join_path(segments)!r} changed meanwhile; try again")
+                _check_writable(node, family)
+                yield _Locked(self, node, None)
+        else:
+            async with self.db.write() as tx:
+                node = await self._get(tx.conn, segments, lock=True)
+                _check_writable(node, family)
+                yield _Locked(self, node, tx)
 
     async def _write_data(
         self,
         path: str | Sequence[str],
         family: str,
-        prepare: Callable[[Node], tuple[Callable[[], str], dict[str, Any]]],
+        write: Callable[[Node, list[str]], Awaitable[Commit]],
     ) -> Node:
-        """Compute new data from the node's current state (``prepare(node)`` returns
-        the file writer and the new structure) and swap it in; computed again when
-        another writer got in between, so concurrent appends all land."""
-        for _ in range(_WRITE_ATTEMPTS):
-            node = await self._open_node(path, family)
-            if node.stream_closed:
-                raise StreamClosedError(
-                    f"{join_path(node.path)!r} is closed: it takes no more data",
-                    path=list(node.path),
-                )
-            try:
-                write_file, structure = prepare(node)
-            except FileNotFoundError:  # replaced by another writer since we looked
-                continue
-            try:
-                return await self._swap_data(node, write_file, structure)
-            except _Stale:
-                continue
-        raise ConflictError(
-            f"{join_path(parse_path(path))!r} kept changing while this write was prepared "
-            f"({_WRITE_ATTEMPTS} tries); try again"
-        )
+        """Every data write: hold the node's row lock; ``write(node, created)``
+        writes the data (noting each new location in ``created``) and returns how
+        to commit it; commit. New locations are removed if anything fails."""
+        created: list[str] = []
+        try:
+            async with self._locked(path, family) as locked:
+                return await locked.commit(await write(locked.node, created))
+        except BaseException:
+            await asyncio.to_thread(self.storage.remove, created)
+            raise
 
-    async def _open_node(self, path: str | Sequence[str], family: str) -> Node:
-        node = await self.get(path)
-        if node.structure_family == "container":
-            raise NotAStreamError(
-                f"{join_path(node.path)!r} is a container: it holds no {family} data"
-            )
-        if node.structure_family != family:
-            raise ConflictError(
-                f"{join_path(node.path)!r} is {_a(node.structure_family)}, not {_a(family)}"
-            )
-        return node
+    async def _set_node(
+        self,
+        tx: WriteTransaction,
+        node: Node,
+        *,
+        announce: bool = False,
+        **values: Any,
+    ) -> Node:
+        """Update the node's row with ``values``; record its created event if
+        ``announce`` and it was not announced yet."""
+        values["time_updated"] = stamp = ev.now()
+        if announce:
+            values["announced"] = True
+        await tx.execute(nodes.update().where(nodes.c.id == node.id).values(**values))
+        updated = replace(node, **values)
+        if announce and not node.announced:
+            await tx.execute(upload_blocks.delete().where(upload_blocks.c.node_id == node.id))
+            await self._record(tx, self._created_event(updated, stamp))
+        return updated
 
-    def _check_size(self, nbytes: int) -> None:
-        if nbytes > self.limits.max_data_bytes:
-            raise PayloadTooLargeError(
-                f"data is {nbytes} bytes; the limit is {self.limits.max_data_bytes}",
-                size=nbytes,
-                limit=self.limits.max_data_bytes,
-            )
+    # ---- arrays -------------------------------------------------------------
+
+    async def _stored_structure(
+        self, structure: ArrayStructure, location: str, shape: Sequence[int]
+    ) -> dict[str, Any]:
+        """``structure`` with ``shape`` and the chunks stored at ``location``."""
+        chunks = chunk_lengths(shape, await self.storage.arrays.chunk_shape(location))
+        return structure.with_shape(shape, chunks).model_dump(mode="json")
+
+    async def _new_array(
+        self, structure: ArrayStructure, created: list[str], array: np.ndarray | None = None
+    ) -> str:
+        """A new zarr array of ``structure`` (holding ``array``, if given)."""
+        dtype = structure.data_type.to_numpy()
+        location = await self.storage.arrays.create(dtype, structure.shape, structure.dims)
+        created.append(location)
+        if array is not None:
+            everything = tuple(slice(0, n) for n in structure.shape)
+            await self.storage.arrays.write(location, structure.shape, everything, array)
+        return location
 
     async def write_array(self, path: str | Sequence[str], data: bytes) -> Node:
-        """Store the full contents of an array from raw C-order bytes of its declared
-        dtype and shape."""
+        """Store the full contents of an array (raw C-order bytes of its declared
+        dtype and shape) at a new location; the old one is retired."""
         self._check_size(len(data))
 
-        def prepare(node: Node) -> tuple[Callable[[], str], dict[str, Any]]:
+        async def write(node: Node, created: list[str]) -> Commit:
             structure = ArrayStructure.model_validate(node.structure)
-            array = _array_from_bytes(data, structure.data_type.to_numpy(), tuple(structure.shape))
-            return lambda: files.write_array(self.directory, array), node.structure or {}
+            array = array_from_bytes(data, structure.data_type.to_numpy(), tuple(structure.shape))
+            location = await self._new_array(structure, created, array)
+            stored = await self._stored_structure(structure, location, structure.shape)
 
-        return await self._write_data(path, "array", prepare)
+            async def commit(tx: WriteTransaction, current: Node) -> Node:
+                await _retire(tx, [current.data_location])
+                return await self._set_node(
+                    tx, current, announce=True, data_location=location, structure=stored
+                )
+
+            return commit
+
+        return await self._write_data(path, "array", write)
 
     async def patch_array(
         self, path: str | Sequence[str], data: bytes, params: ArrayPatchParams
@@ -529,17 +684,19 @@ class CatalogStore:
         data: bytes,
         params_for: Callable[[Node], ArrayPatchParams],
     ) -> Node:
+        """Write into the node's own chunks: only the chunks the new data touches
+        (new ones, and the partial last one rewritten); then commit the new
+        shape, then publish it in ``zarr.json``."""
         self._check_size(len(data))
 
-        def prepare(node: Node) -> tuple[Callable[[], str], dict[str, Any]]:
+        async def write(node: Node, created: list[str]) -> Commit:
+            _require_data(node, "array")
+            assert node.data_location is not None
             params = params_for(node)
-            if node.data_file is None:
-                raise ConflictError(f"no data has been written to {join_path(node.path)!r} yet")
             structure = ArrayStructure.model_validate(node.structure)
             dtype = structure.data_type.to_numpy()
-            old_shape = tuple(structure.shape)
             try:
-                plan = params.plan(old_shape)
+                plan = params.plan(structure.shape)
             except ValueError as exc:
                 raise InvalidDataError(str(exc)) from None
             if plan.conflict:
@@ -552,157 +709,290 @@ class CatalogStore:
                     size=grown_bytes,
                     limit=self.limits.max_data_bytes,
                 )
-            piece = _array_from_bytes(data, dtype, tuple(params.shape))
-            old = files.read_array(self.directory, node.data_file)
-            grown = np.zeros(plan.new_shape, dtype=dtype)
-            grown[tuple(slice(0, d) for d in old_shape)] = old
-            grown[plan.region] = piece
-            new_structure = ArrayStructure.model_validate(node.structure).with_shape(grown.shape)
-            return (
-                lambda: files.write_array(self.directory, grown),
-                new_structure.model_dump(mode="json"),
-            )
+            piece = array_from_bytes(data, dtype, tuple(params.shape))
+            await self.storage.arrays.write(node.data_location, plan.new_shape, plan.region, piece)
+            stored = await self._stored_structure(structure, node.data_location, plan.new_shape)
 
-        return await self._write_data(path, "array", prepare)
+            async def commit(tx: WriteTransaction, current: Node) -> Node:
+                return await self._set_node(tx, current, structure=stored)
 
-    def _prepare_table(self, node: Node, table: Any) -> tuple[Callable[[], str], dict[str, Any]]:
-        declared = TableStructure.model_validate(node.structure)
+            return commit
+
+        updated = await self._write_data(path, "array", write)
+        await self._publish(updated)
+        return updated
+
+    async def write_block(
+        self, path: str | Sequence[str], block: Sequence[int], data: bytes
+    ) -> Node:
+        """Write one block of the node's chunk grid (Tiled's ``PUT /array/block``).
+
+        Until an array's data is complete, its grid is the one declared at
+        creation (the tiled client uploads big arrays block by block on the
+        grid it declared, without reading the structure back): each block is
+        placed where it belongs in hookbook's chunks, and once every block is
+        written the array is announced and reports hookbook's chunks."""
+        self._check_size(len(data))
+        name = ",".join(map(str, block))
+
+        async def write(node: Node, created: list[str]) -> Commit:
+            structure = ArrayStructure.model_validate(node.structure)
+            try:
+                region = structure.block_region(block)
+            except ValueError as exc:
+                raise ClientInputError(str(exc)) from None
+            dtype = structure.data_type.to_numpy()
+            piece = array_from_bytes(data, dtype, tuple(s.stop - s.start for s in region))
+            location = node.data_location or await self._new_array(structure, created)
+            await self.storage.arrays.write(location, structure.shape, region, piece)
+            stored = await self._stored_structure(structure, location, structure.shape)
+
+            async def commit(tx: WriteTransaction, current: Node) -> Node:
+                if current.announced:
+                    return await self._set_node(tx, current, data_location=location)
+                query = sa.select(upload_blocks.c.block).where(
+                    upload_blocks.c.node_id == current.id
+                )
+                written = set((await tx.execute(query)).scalars())
+                if name not in written:
+                    await tx.execute(upload_blocks.insert().values(node_id=current.id, block=name))
+                    written.add(name)
+                complete = len(written) >= structure.nblocks
+                return await self._set_node(
+                    tx,
+                    current,
+                    announce=complete,
+                    data_location=location,
+                    structure=stored if complete else current.structure,
+                )
+
+            return commit
+
+        return await self._write_data(path, "array", write)
+
+    async def _publish(self, node: Node) -> None:
+        """Write the committed shape to ``zarr.json`` (for outside readers; repaired
+        at start-up if this fails)."""
+        assert node.data_location is not None
+        shape = ArrayStructure.model_validate(node.structure).shape
         try:
-            written = TableStructure.from_arrow_schema(table.schema)  # pandas index left out
+            await asyncio.to_thread(self.storage.arrays.publish, node.data_location, shape)
+        except OSError:
+            logger.warning("could not update zarr.json of %s", join_path(node.path), exc_info=True)
+
+    # ---- tables -------------------------------------------------------------
+
+    async def _new_fragment(self, rows: Any, created: list[str]) -> str:
+        location = await asyncio.to_thread(self.storage.tables.write, rows)
+        created.append(location)
+        return location
+
+    async def write_table(
+        self, path: str | Sequence[str], table: Any, partition: int | None = None
+    ) -> Node:
+        """Replace a table's rows: all of them (``partition=None``, a table of one
+        partition), or one logical partition's."""
+
+        async def write(node: Node, created: list[str]) -> Commit:
+            declared = TableStructure.model_validate(node.structure)
+            if partition is None and declared.npartitions != 1:
+                raise ConflictError(
+                    f"{join_path(node.path)!r} has {declared.npartitions} partitions: write "
+                    "them one by one (PUT /table/partition/...?partition=N)"
+                )
+            index = partition or 0
+            _check_partition(node, declared, index)
+            rows, structure = _conform(
+                node, declared, table, fresh=declared.npartitions == 1, limits=self.limits
+            )
+            location = await self._new_fragment(rows, created)
+
+            async def commit(tx: WriteTransaction, current: Node) -> Node:
+                old = await _fragments(tx.conn, current.id, index)
+                await _retire(tx, [f.location for f in old])
+                await tx.execute(fragments.delete().where(fragments.c.id.in_([f.id for f in old])))
+                await tx.execute(
+                    fragments.insert().values(
+                        node_id=current.id, partition=index, location=location
+                    )
+                )
+                written = await tx.execute(
+                    sa.select(sa.func.count(sa.distinct(fragments.c.partition))).where(
+                        fragments.c.node_id == current.id
+                    )
+                )
+                complete = written.scalar_one() >= declared.npartitions
+                return await self._set_node(tx, current, announce=complete, structure=structure)
+
+            return commit
+
+        return await self._write_data(path, "table", write)
+
+    async def append_table(self, path: str | Sequence[str], table: Any, partition: int = 0) -> Node:
+        """Add rows to a logical partition: one new fragment; its columns must match."""
+
+        async def write(node: Node, created: list[str]) -> Commit:
+            declared = TableStructure.model_validate(node.structure)
+            _check_partition(node, declared, partition)
+            rows, structure = _conform(
+                node, declared, table, fresh=not node.announced, limits=self.limits
+            )
+            location = await self._new_fragment(rows, created)
+
+            async def commit(tx: WriteTransaction, current: Node) -> Node:
+                await tx.execute(
+                    fragments.insert().values(
+                        node_id=current.id, partition=partition, location=location
+                    )
+                )
+                return await self._set_node(tx, current, announce=True, structure=structure)
+
+            return commit
+
+        return await self._write_data(path, "table", write)
+
+    async def compact(self, node: Node) -> int:
+        """Merge each partition's fragments into one, swapped in one transaction;
+        the old files are retired. Returns how many fragments were merged away."""
+        async with self.db.read() as conn:
+            pieces = await _fragments(conn, node.id, None)
+        schema = TableStructure.model_validate(node.structure).decoded_schema()
+        merged_away = 0
+        for partition in sorted({f.partition for f in pieces}):
+            old = [f for f in pieces if f.partition == partition]
+            if len(old) < 2:
+                continue
+            location = await asyncio.to_thread(
+                self.storage.tables.merge, [f.location for f in old], schema
+            )
+            try:
+                async with self.db.write() as tx:
+                    current = await self._get(tx.conn, node.path, lock=True)
+                    still = await _fragments(tx.conn, current.id, partition)
+                    if [f.id for f in still] != [f.id for f in old]:
+                        raise ConflictError("the partition changed while it was compacted")
+                    await _retire(tx, [f.location for f in old])
+                    await tx.execute(
+                        fragments.delete().where(fragments.c.id.in_([f.id for f in old]))
+                    )
+                    await tx.execute(
+                        fragments.insert().values(
+                            node_id=current.id, partition=partition, location=location
+                        )
+                    )
+            except (ConflictError, NotFoundError):
+                await asyncio.to_thread(self.storage.remove, [location])
+                continue
+            merged_away += len(old) - 1
+        return merged_away
+
+    # ---- retired data -------------------------------------------------------
+
+    async def reap(self, now: float | None = None) -> int:
+        """Remove retired data whose grace period is over; returns how many."""
+        cutoff = (time.time() if now is None else now) - self.settings.retire_after
+        async with self.db.write() as tx:
+            gone = await tx.execute(
+                retired_data.delete()
+                .where(retired_data.c.retired_at <= cutoff)
+                .returning(retired_data.c.location)
+            )
+            locations = list(gone.scalars())
+        await asyncio.to_thread(self.storage.remove, locations)
+        return len(locations)
+
+    async def run_reaper(self) -> None:
+        """Reap every so often, until cancelled."""
+        interval = max(1.0, min(self.settings.retire_after, 60.0))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reap()
+            except Exception:
+                logger.warning("removing retired data failed; will try again", exc_info=True)
+
+
+# ---- helpers ------------------------------------------------------------------
+
+
+async def _retire(tx: WriteTransaction, locations: Sequence[str | None]) -> None:
+    """Mark data as no longer referred to: removed once the grace period is over."""
+    stamp = time.time()
+    rows = [{"location": loc, "retired_at": stamp} for loc in locations if loc]
+    if rows:
+        await tx.execute(retired_data.insert(), rows)
+
+
+async def _fragments(conn: Any, node_id: int, partition: int | None) -> list[Any]:
+    """A table's fragments (of one partition, or all), in partition and write order."""
+    query = sa.select(fragments).where(fragments.c.node_id == node_id)
+    if partition is not None:
+        query = query.where(fragments.c.partition == partition)
+    return list((await conn.execute(query.order_by(fragments.c.partition, fragments.c.id))).all())
+
+
+def _conform(
+    node: Node, declared: TableStructure, table: Any, *, fresh: bool, limits: Limits
+) -> tuple[Any, dict[str, Any]]:
+    """The rows to store and the node's structure after storing them. ``fresh``:
+    they set the table's schema (its first data, or all of it); otherwise they
+    are cast to the table's schema."""
+    import pyarrow as pa
+
+    if fresh:
+        try:
+            written = TableStructure.from_arrow_schema(table.schema, declared.npartitions)
         except (ValueError, RecursionError) as exc:  # the schema's pandas metadata is JSON
             raise InvalidDataError(f"invalid table: {_first_problem(exc)}") from None
-        validation.check_structure("table", written.model_dump(mode="json"), self.limits)
+        validation.check_structure("table", written.model_dump(mode="json"), limits)
         if declared.columns and list(written.columns) != list(declared.columns):
             raise InvalidDataError(
                 f"table has columns {list(written.columns)}; {list(declared.columns)} were declared"
             )
-        return lambda: files.write_table(self.directory, table), written.model_dump(mode="json")
-
-    async def write_table(self, path: str | Sequence[str], table: Any) -> Node:
-        """Store the full contents of a table (a ``pyarrow.Table``)."""
-        return await self._write_data(path, "table", lambda node: self._prepare_table(node, table))
-
-    async def append_table(self, path: str | Sequence[str], table: Any) -> Node:
-        """Add rows to a table; their columns must match."""
-        import pyarrow as pa
-
-        def prepare(node: Node) -> tuple[Callable[[], str], dict[str, Any]]:
-            if node.data_file is None:
-                return self._prepare_table(node, table)
-            old = files.read_table(self.directory, node.data_file)
-            if old.column_names != table.column_names:
-                raise InvalidDataError(
-                    f"rows have columns {table.column_names}; the table has {old.column_names}"
-                )
-            try:
-                combined = pa.concat_tables([old, table.cast(old.schema)])
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-                raise InvalidDataError(
-                    f"rows do not match the table's column types: {exc}"
-                ) from None
-            structure = TableStructure.from_arrow_schema(combined.schema)
-            return (
-                lambda: files.write_table(self.directory, combined),
-                structure.model_dump(mode="json"),
-            )
-
-        return await self._write_data(path, "table", prepare)
-
-    async def update_metadata(
-        self, path: str | Sequence[str], *, metadata: Any = None, specs: Any = None
-    ) -> Node:
-        """Replace what is given (metadata and/or specs) and record the update."""
-        segments = parse_path(path)
-        new_metadata = None if metadata is None else self._check_metadata(metadata)
-        new_specs = None if specs is None else self._check_specs(specs)
-        stamp = ev.now()
-        async with self.db.write() as tx:
-            node = await self._get(tx.conn, segments, lock=True)
-            values: dict[str, Any] = {"time_updated": stamp}
-            if new_metadata is not None:
-                values["metadata"] = new_metadata
-            if new_specs is not None:
-                values["specs"] = new_specs
-            await tx.execute(nodes.update().where(nodes.c.id == node.id).values(**values))
-            updated = Node(**{**node.__dict__, **values})
-            if segments:
-                await self._record(
-                    tx,
-                    ev.ContainerChildMetadataUpdated(
-                        timestamp=stamp,
-                        key=updated.key,
-                        path=list(segments),
-                        specs=updated.specs,
-                        metadata=updated.metadata,
-                    ),
-                )
-        return updated
-
-    async def close_stream(self, path: str | Sequence[str]) -> Node:
-        segments = parse_path(path)
-        stamp = ev.now()
-        async with self.db.write() as tx:
-            node = await self._get(tx.conn, segments, lock=True)
-            if node.structure_family == "container":
-                raise NotAStreamError(
-                    f"{join_path(segments) or 'the root'!r} is a container: only arrays "
-                    "and tables are streams"
-                )
-            if node.stream_closed:
-                raise StreamClosedError(f"{join_path(segments)!r} is already closed")
-            await tx.execute(
-                nodes.update()
-                .where(nodes.c.id == node.id)
-                .values(stream_closed=True, time_updated=stamp)
-            )
-            if node.has_data:  # a node never announced is not announced closed either
-                await self._record(
-                    tx, ev.StreamClosed(timestamp=stamp, key=node.key, path=list(segments))
-                )
-        return Node(**{**node.__dict__, "stream_closed": True, "time_updated": stamp})
-
-    async def delete(
-        self,
-        path: str | Sequence[str],
-        *,
-        before_event: Callable[[WriteTransaction, tuple[str, ...]], Awaitable[None]] | None = None,
-    ) -> int:
-        """Delete a node and everything below it; returns how many nodes went.
-
-        ``before_event`` runs in the same transaction before the event is recorded
-        (the webhook engine removes the subtree's webhooks there).
-        """
-        segments = parse_path(path)
-        if not segments:
-            raise ClientInputError("the root cannot be deleted")
-        joined = join_path(segments)
-        stamp = ev.now()
-        async with self.db.write() as tx:
-            node = await self._get(tx.conn, segments)
-            subtree = (nodes.c.path == joined) | (
-                sa.func.substr(nodes.c.path, 1, len(joined) + 1) == joined + "/"
-            )
-            doomed = (await tx.execute(sa.select(nodes.c.data_file).where(subtree))).all()
-            await tx.execute(nodes.delete().where(subtree))
-            if before_event is not None:
-                await before_event(tx, segments)
-            if node.has_data:  # a node never announced is not announced gone either
-                await self._record(
-                    tx,
-                    ev.ContainerChildDeleted(timestamp=stamp, key=node.key, path=list(segments)),
-                )
-        files.remove(self.directory, [row.data_file for row in doomed])
-        return len(doomed)
+        return table, written.model_dump(mode="json")
+    schema = declared.decoded_schema()
+    if table.column_names != schema.names:
+        raise InvalidDataError(
+            f"rows have columns {table.column_names}; the table has {schema.names}"
+        )
+    try:
+        return table.cast(schema), node.structure or {}
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidDataError(f"rows do not match the table's column types: {exc}") from None
 
 
-def _first_problem(exc: Exception) -> str:
-    """A pydantic ValidationError's first message (without its URL), or the text."""
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first['msg']}" if where else str(first["msg"])
-    return str(exc)
+def _check_writable(node: Node, family: str) -> None:
+    if node.structure_family == "container":
+        raise NotAStreamError(f"{join_path(node.path)!r} is a container: it holds no {family} data")
+    if node.structure_family != family:
+        raise ConflictError(
+            f"{join_path(node.path)!r} is {_a(node.structure_family)}, not {_a(family)}"
+        )
+    _check_open(node)
+
+
+def _check_open(node: Node) -> None:
+    if node.stream_closed:
+        raise StreamClosedError(
+            f"{join_path(node.path)!r} is closed: it takes no more data", path=list(node.path)
+        )
+
+
+def _require_data(node: Node, family: str) -> None:
+    if node.structure_family != family:
+        raise ConflictError(
+            f"{join_path(node.path)!r} is {_a(node.structure_family)}, not {_a(family)}"
+        )
+    if not node.announced:
+        raise ConflictError(f"no data has been written to {join_path(node.path)!r} yet")
+
+
+def _check_partition(node: Node, structure: TableStructure, partition: int) -> None:
+    if not 0 <= partition < structure.npartitions:
+        raise ClientInputError(
+            f"partition {partition} does not exist: {join_path(node.path)!r} has "
+            f"{structure.npartitions} (0 to {structure.npartitions - 1})"
+        )
 
 
 #: What a node's row weighs in a listing: its metadata and structure, as stored JSON.
@@ -719,6 +1009,16 @@ def _fitting(sizes: Sequence[int], budget: int) -> int:
         if count and total > budget:
             return count
     return len(sizes)
+
+
+def _first_problem(exc: Exception) -> str:
+    """A pydantic ValidationError's first message (without its URL), or the text."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    return str(exc)
 
 
 def _nesting_depth(value: Any) -> int:
@@ -746,14 +1046,3 @@ def _is_unique_violation(exc: Exception) -> bool:
 def _a(family: str) -> str:
     """``"an array"``, ``"a table"``: a family name with its article."""
     return ("an " if family[:1] in "aeiou" else "a ") + family
-
-
-def _array_from_bytes(data: bytes, dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
-    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
-    if len(data) != expected:
-        raise InvalidDataError(
-            f"got {len(data)} bytes; dtype {dtype.str} and shape {shape} need {expected}",
-            got=len(data),
-            expected=expected,
-        )
-    return np.frombuffer(data, dtype=dtype).reshape(shape)

@@ -1,8 +1,7 @@
 """What a node may hold: limits on structures and data, checked before anything is built.
 
 The checks on data bodies live here, called from the decoding entry points
-(:func:`table_from_ipc` here, ``_array_from_bytes`` in the store), so that they
-hold whatever stores the data afterwards.
+(:mod:`hookbook.catalog.decoding`), so that they hold whatever stores the data.
 
 Every check here is cheap and runs before the work it guards: the byte count of an
 array is worked out from its shape (with Python's unbounded integers, so it cannot
@@ -76,6 +75,13 @@ def check_structure(family: str, structure: dict[str, Any], limits: Limits) -> N
                 )
     elif family == "table":
         check_columns(structure["columns"], limits)
+        if structure["npartitions"] > limits.max_table_partitions:
+            raise PayloadTooLargeError(
+                f"the table declares {structure['npartitions']} partitions; "
+                f"the limit is {limits.max_table_partitions}",
+                size=structure["npartitions"],
+                limit=limits.max_table_partitions,
+            )
     size = len(json.dumps(structure))
     if size > limits.max_structure_bytes:
         raise PayloadTooLargeError(
@@ -92,47 +98,46 @@ def check_structure(family: str, structure: dict[str, Any], limits: Limits) -> N
 NULL_ROW_BYTES = 8
 
 
-def table_from_ipc(data: bytes, limits: Limits) -> Any:
-    """Decode an Arrow IPC stream (or file) into a ``pyarrow.Table`` that can be stored
-    and read back, refusing anything else with a 4xx that names the problem:
+def ipc_stream(data: bytes) -> Any:
+    """The stream of batches in an Arrow IPC body (a ``pyarrow.Buffer``).
 
-    - the decoded size is worked out from the messages' metadata before anything is
-      decompressed or built, and is capped at ``max_data_bytes`` (413): a small
-      compressed body cannot unpack into gigabytes;
-    - a stream cut short, or buffers that do not hold what they claim (offsets, UTF-8),
-      is a 422, never half a table;
-    - after decoding, every column counts at least a byte per row, and a null column
-      :data:`NULL_ROW_BYTES`: it holds no buffers, but a reader holds a pointer per row
-      (pandas: ``None`` objects), so a few hundred bytes declaring 10**9 null rows are
-      8 GB to read: 413 over the cap;
-    - column names that are empty or repeated, more columns than ``max_table_columns``,
-      and types Parquet cannot store (naming the type) are refused before writing.
+    The file format is the stream format between an 8-byte magic and a footer: it
+    is read as what it holds, in order (so a footer cannot point anywhere else), and
+    a file without its footer is cut short (422).
     """
     import pyarrow as pa
 
     buffer = pa.py_buffer(data)
-    if data[:6] == b"ARROW1":
-        # The file format is the stream format between an 8-byte magic and a footer:
-        # read what is there, in order (a footer cannot point anywhere else).
-        if len(data) < 16 or data[-6:] != b"ARROW1":
-            raise InvalidDataError(
-                "body is not a usable Arrow IPC file: it is cut short (no footer)"
-            )
-        buffer = buffer.slice(8)
+    if data[:6] != b"ARROW1":
+        return buffer
+    if len(data) < 16 or data[-6:] != b"ARROW1":
+        raise InvalidDataError("body is not a usable Arrow IPC file: it is cut short (no footer)")
+    return buffer.slice(8)
+
+
+def check_decoded_size(stream: Any, limits: Limits) -> None:
+    """Refuse (413) a stream whose batches decode to more than ``max_data_bytes``,
+    worked out from the messages' metadata before anything is decompressed or built:
+    a few kB of zstd cannot unpack into gigabytes. Malformed metadata is a 422."""
     try:
-        decoded = _decoded_size(buffer)
-        if decoded > limits.max_data_bytes:
-            raise PayloadTooLargeError(
-                f"the table decodes to {decoded} bytes; the limit is {limits.max_data_bytes}",
-                size=decoded,
-                limit=limits.max_data_bytes,
-            )
-        table = pa.ipc.open_stream(pa.BufferReader(buffer)).read_all()
-        table.validate(full=True)
-    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError, struct.error) as exc:
-        if isinstance(exc, InvalidDataError | PayloadTooLargeError):
-            raise
-        raise InvalidDataError(f"body is not a usable Arrow IPC file or stream: {exc}") from None
+        decoded = _decoded_size(stream)
+    except struct.error:
+        raise InvalidDataError("body is not a usable Arrow IPC stream: bad metadata") from None
+    if decoded > limits.max_data_bytes:
+        raise PayloadTooLargeError(
+            f"the table decodes to {decoded} bytes; the limit is {limits.max_data_bytes}",
+            size=decoded,
+            limit=limits.max_data_bytes,
+        )
+
+
+def check_table(table: Any, limits: Limits) -> None:
+    """A decoded table that can be stored and read back: its size as readers will hold
+    it (every column at least a byte a row, a null column :data:`NULL_ROW_BYTES`: it
+    holds no buffers, but a reader holds a pointer per row, so 10**9 null rows in a
+    few hundred bytes are 8 GB to read), its column names, and types Parquet stores."""
+    import pyarrow as pa
+
     rows = table.num_rows
     size = sum(
         rows * NULL_ROW_BYTES if pa.types.is_null(column.type) else max(column.nbytes, rows)
@@ -148,7 +153,6 @@ def table_from_ipc(data: bytes, limits: Limits) -> Any:
         )
     check_columns(table.schema.names, limits)
     check_storable(table.schema)
-    return table
 
 
 def check_storable(schema: Any) -> None:

@@ -230,12 +230,14 @@ class TableNode(_Stream):
         """The table as a pandas DataFrame."""
         return self.read_arrow(columns).to_pandas()
 
-    def append(self, rows: Any) -> None:
-        """Add rows (a DataFrame, a pyarrow Table or a dict of columns)."""
+    def append(self, rows: Any, *, partition: int = 0) -> None:
+        """Add rows (a DataFrame, a pyarrow Table or a dict of columns) to a
+        partition (Tiled's logical partitions; a table has one unless it was
+        declared with more)."""
         structure = self._transport.json(
             "PATCH",
             _route("table/partition", self.path),
-            params={"partition": 0},
+            params={"partition": partition},
             content=_ipc_file(_arrow_table(rows)),
             headers={"Content-Type": protocol.APACHE_ARROW_FILE_MIME_TYPE},
         )

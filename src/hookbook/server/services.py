@@ -7,15 +7,19 @@ servers with different settings live in one process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..catalog.recovery import recover
 from ..catalog.store import CatalogStore
 from ..config import Settings, WebhookSettings
 from ..db import Database, is_sqlite
 from ..dirlock import DirectoryLock
 from ..migrations import prepare_database
+from ..storage import open_storage
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -47,6 +51,7 @@ class Services:
     lock: DirectoryLock | None = None
     listener: OutboxListener | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    reaper: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings, seams: Seams | None = None) -> Services:
@@ -62,12 +67,16 @@ class Services:
         services = cls(
             settings=settings,
             db=db,
-            store=CatalogStore(db, settings.directory, settings.limits),
+            store=CatalogStore(
+                db, open_storage(settings.directory), settings.limits, settings.storage
+            ),
             lock=lock,
         )
         try:
             await prepare_database(db)
             await services.store.ensure_root()
+            await recover(services.store)
+            services.reaper = asyncio.create_task(services.store.run_reaper())
             if settings.webhooks is not None:
                 await services._start_webhooks(settings.webhooks, seams)
         except BaseException:
@@ -95,6 +104,10 @@ class Services:
             await self.listener.start()
 
     async def stop(self) -> None:
+        if self.reaper is not None:
+            self.reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reaper
         try:
             if self.listener is not None:
                 await self.listener.stop()

@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from ... import protocol
 from ..._version import __version__
+from ...catalog.decoding import table_from_ipc
 from ...catalog.paths import check_key, join_path, parse_path
 from ...catalog.store import CatalogStore, Node
-from ...catalog.validation import table_from_ipc
 from ...errors import ClientInputError, ConflictError
 from ...patching import PatchBudget
 from ..bodies import decode_json, read_body
@@ -283,26 +283,47 @@ async def patch_array(
     return node.structure or {}
 
 
-def _array_response(array: np.ndarray, slice_text: str | None, expected: str | None) -> Response:
+class _RawResponse(Response):
+    """A response whose body is sent as given (an array's memory, not a copy)."""
+
+    def render(self, content: Any) -> Any:
+        return content
+
+
+def _array_response(data: np.ndarray) -> Response:
+    """Raw C-order bytes in the stored byte order, and the shape in a header."""
+    flat = np.asarray(data, order="C").reshape(-1).view(np.uint8)
+    return _RawResponse(
+        memoryview(flat),
+        media_type=protocol.ARRAY_MIME_TYPE,
+        headers={SHAPE_HEADER: ",".join(str(n) for n in data.shape)},
+    )
+
+
+def _parse_key(
+    slice_text: str | None, shape: tuple[int, ...], expected: str | None
+) -> tuple[slice | int, ...]:
+    """The ``slice`` parameter for an array of ``shape``, checked against the
+    client's ``expected_shape``."""
     try:
-        key = protocol.parse_slice(slice_text, array.shape)
+        key = protocol.parse_slice(slice_text, shape)
         expected_shape = protocol.parse_expected_shape(expected)
     except ValueError as exc:
         raise ClientInputError(str(exc)) from None
     if expected_shape is not None:
-        actual = protocol.sliced_shape(key, array.shape)
+        actual = protocol.sliced_shape(key, shape)
         if tuple(actual) != tuple(expected_shape):
             raise ClientInputError(
                 f"the slice has shape {list(actual)}; the client expected {list(expected_shape)}"
             )
-    # An all-integer index gives a numpy scalar, always in native byte order: keep
-    # the stored dtype (and 0-d shape: ascontiguousarray would make it 1-d).
-    data = np.asarray(array[key], dtype=array.dtype, order="C")
-    return Response(
-        data.tobytes(),
-        media_type=protocol.ARRAY_MIME_TYPE,
-        headers={SHAPE_HEADER: ",".join(str(n) for n in data.shape)},
-    )
+    return key
+
+
+def _block_index(block: str, ndim: int) -> tuple[int, ...]:
+    try:
+        return protocol.parse_int_tuple(block, name="block") if ndim else ()
+    except ValueError as exc:
+        raise ClientInputError(str(exc)) from None
 
 
 @router.get("/array/full/{path:path}", summary="Read an array (optionally a slice)")
@@ -313,11 +334,13 @@ async def get_array(
     slice: str | None = None,
     expected_shape: str | None = None,
 ) -> Response:
-    _, array = await store.load_array(path)
-    return _array_response(array, slice, expected_shape)
+    node = await store.get(path)
+    shape = store.array_structure(node).shape
+    key = _parse_key(slice, shape, expected_shape)
+    return _array_response(await store.read_array(node, key))
 
 
-@router.get("/array/block/{path:path}", summary="Read a block of an array (one block per axis)")
+@router.get("/array/block/{path:path}", summary="Read one block of an array's chunk grid")
 async def get_array_block(
     path: str,
     store: StoreDep,
@@ -326,17 +349,39 @@ async def get_array_block(
     slice: str | None = None,
     expected_shape: str | None = None,
 ) -> Response:
-    _, array = await store.load_array(path)
+    """``block=i,j``: a block of the chunks the array's structure reports;
+    ``slice`` (optional) is within the block."""
+    node = await store.get(path)
+    structure = store.array_structure(node)
     try:
-        index = protocol.parse_int_tuple(block, name="block") if array.ndim else ()
+        region = structure.block_region(_block_index(block, structure.ndim))
     except ValueError as exc:
         raise ClientInputError(str(exc)) from None
-    if len(index) != array.ndim or any(index):
-        raise ClientInputError(
-            f"block {block!r} does not exist: hookbook stores each array as one block "
-            f"per axis ({','.join('0' * array.ndim)})"
-        )
-    return _array_response(array, slice, expected_shape)
+    data = await store.read_array(node, region)
+    key = _parse_key(slice, data.shape, expected_shape)
+    # An all-integer index gives a numpy scalar, in native byte order: keep the dtype.
+    return _array_response(np.asarray(data[key], dtype=data.dtype))
+
+
+@router.put("/array/block/{path:path}", summary="Write one block of an array's chunk grid")
+async def put_array_block(
+    path: str,
+    request: Request,
+    store: StoreDep,
+    _: WriteMetadata,
+    block: str = "",
+    persist: bool = True,
+) -> dict[str, Any]:
+    """Until the array's data is complete, blocks are on the chunk grid declared
+    at creation (as the tiled client uploads them); see ``docs/tiled-protocol.md``."""
+    if not persist:
+        raise ClientInputError("persist=false is not supported by hookbook")
+    if "slice" in request.query_params:
+        raise ClientInputError("hookbook writes whole blocks only: slice is not supported")
+    node = await store.get(path)
+    ndim = len(store.array_structure(node, require_data=False).shape)
+    await store.write_block(path, _block_index(block, ndim), await _data(request, store))
+    return {}
 
 
 # ---- tables -------------------------------------------------------------------
@@ -368,25 +413,17 @@ async def put_table(
     return {}
 
 
-@router.get("/table/full/{path:path}", summary="Read a table (Arrow IPC file)")
+@router.get("/table/full/{path:path}", summary="Read a table: all partitions (Arrow IPC file)")
 async def get_table(
     path: str,
     store: StoreDep,
     _: ReadMetadata,
     column: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
-    _, table = await store.load_table(path)
-    return _arrow_file(_columns(table, column))
+    return _arrow_file(_columns(await store.read_table(path), column))
 
 
-def _only_partition_zero(partition: int) -> None:
-    if partition != 0:
-        raise ClientInputError(
-            f"partition {partition} does not exist: hookbook stores a table as one partition (0)"
-        )
-
-
-@router.get("/table/partition/{path:path}", summary="Read a table partition (Arrow IPC file)")
+@router.get("/table/partition/{path:path}", summary="Read one partition (Arrow IPC file)")
 async def get_partition(
     path: str,
     store: StoreDep,
@@ -394,12 +431,10 @@ async def get_partition(
     partition: Annotated[int, Query(ge=0)],
     column: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
-    _only_partition_zero(partition)
-    _, table = await store.load_table(path)
-    return _arrow_file(_columns(table, column))
+    return _arrow_file(_columns(await store.read_table(path, partition), column))
 
 
-@router.put("/table/partition/{path:path}", summary="Replace a table partition")
+@router.put("/table/partition/{path:path}", summary="Replace one partition's rows")
 async def put_partition(
     path: str,
     request: Request,
@@ -407,12 +442,11 @@ async def put_partition(
     _: WriteMetadata,
     partition: Annotated[int, Query(ge=0)],
 ) -> dict[str, Any]:
-    _only_partition_zero(partition)
-    await store.write_table(path, await _table(request, store))
+    await store.write_table(path, await _table(request, store), partition)
     return {}
 
 
-@router.patch("/table/partition/{path:path}", summary="Append rows to a table")
+@router.patch("/table/partition/{path:path}", summary="Append rows to one partition")
 async def append_partition(
     path: str,
     request: Request,
@@ -420,6 +454,6 @@ async def append_partition(
     _: WriteMetadata,
     partition: Annotated[int, Query(ge=0)],
 ) -> dict[str, Any]:
-    _only_partition_zero(partition)
-    node = await store.append_table(path, await _table(request, store))
+    table = await _table(request, store)
+    node = await store.append_table(path, table, partition)
     return node.structure or {}

@@ -25,7 +25,6 @@ UNSUPPORTED = {
     "asset": "asset downloads",
     "auth": "authentication providers (hookbook uses API keys)",
     "distinct": "distinct-value queries",
-    "array/block": "block-wise array uploads",
 }
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
