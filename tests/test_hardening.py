@@ -283,6 +283,32 @@ def test_a_huge_arrow_schema_is_413(refused):
     assert_error(response, 413, "table structure is", "the limit is 524288")
 
 
+def test_too_many_partitions_is_413(refused):
+    body = table("t", ["x"])
+    body["data_sources"][0]["structure"]["npartitions"] = 2**40
+    response = refused.send("POST", "/api/v1/metadata/c", body)
+    assert_error(response, 413, "1099511627776 partitions; the limit is 10000")
+
+
+@pytest.mark.parametrize("partition", [1, 2**31, 2**63, 10**30])
+def test_a_partition_that_does_not_exist_is_a_4xx_whatever_its_number(refused, partition):
+    route = f"/api/v1/table/partition/c/tbl?partition={partition}"
+    body = arrow(pa.table({"x": [1], "y": ["a"]}))
+    for method in ("GET", "PUT", "PATCH"):
+        response = refused.http.request(method, route, content=None if method == "GET" else body)
+        assert_error(response, 400, f"partition {partition} does not exist")
+
+
+@pytest.mark.parametrize("block", ["1,0", "99999999999999999999,0", "0,0,0", "-1,0", "0", "x"])
+def test_a_block_that_does_not_exist_is_a_4xx(refused, block):
+    for method in ("GET", "PUT"):
+        response = refused.http.request(
+            method, f"/api/v1/array/block/c/arr?block={block}", content=b"\x00" * 24
+        )
+        assert 400 <= response.status_code < 500, (method, block, response.text)
+        assert response.json()["detail"]
+
+
 @pytest.mark.parametrize(("columns", "word"), [(["a", "a"], "'a' is used twice"), ([""], "empty")])
 def test_declared_column_names_must_be_unique_and_named(refused, columns, word):
     response = refused.send("POST", "/api/v1/metadata/c", table("t", columns))

@@ -32,6 +32,7 @@ BODY_ROUTES = [
     ("PATCH", "/api/v1/metadata/", b'{"content-type": "application/json-patch+json"}'),
     ("PUT", "/api/v1/array/full/a", b"\x00" * 8),
     ("PATCH", "/api/v1/array/full/a?offset=0&shape=1", b"\x00" * 8),
+    ("PUT", "/api/v1/array/block/a?block=0", b"\x00" * 8),
     ("PUT", "/api/v1/table/full/t", b"ARROW1"),
     ("PUT", "/api/v1/table/partition/t?partition=0", b"ARROW1"),
     ("PATCH", "/api/v1/table/partition/t?partition=0", b"ARROW1"),
