@@ -48,6 +48,7 @@ class ServeProcess:
 
     def __init__(self, config: Path, *, port: int | None = None, args: tuple[str, ...] = ()):
         self.port = port or free_port()
+        self.config = config
         self.log = config.with_name(f"serve-{self.port}.log")
         self._log_file = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -82,7 +83,9 @@ class ServeProcess:
         raise TimeoutError(f"server on port {self.port} not ready in {timeout} s:\n{self.output()}")
 
     def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.base_url}/healthz", timeout=5).json()
+        """The detailed health document (the config's first key: an admin key)."""
+        key = yaml.safe_load(self.config.read_text())["api_keys"][0]["key"]
+        return httpx.get(f"{self.base_url}/healthz", params={"api_key": key}, timeout=5).json()
 
     def output(self) -> str:
         self._log_file.flush()

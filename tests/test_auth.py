@@ -10,10 +10,13 @@ import pytest
 from hookbook.client import from_uri
 from hookbook.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
 from hookbook.server import SimpleServer
+from hookbook.testing import WebhookReceiver
 
 READER = "reader_key_0123456789"
 WRITER = "writer_key_0123456789"
 HOOKS = "hooks_key_0123456789"
+HOOKS_ONLY = "hooks_only_key_0123456789"
+HOOK_WRITER = "hook_writer_key_0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +27,8 @@ def server():
             {"key": READER, "scopes": ["read:metadata"]},
             {"key": WRITER, "scopes": ["write:metadata"]},
             {"key": HOOKS, "scopes": ["read:webhooks", "read:metadata"]},
+            {"key": HOOKS_ONLY, "scopes": ["read:webhooks"]},
+            {"key": HOOK_WRITER, "scopes": ["write:webhooks"]},
         ],
     ) as srv:
         with from_uri(srv.uri) as admin:
@@ -177,3 +182,61 @@ def test_keys_are_validated_at_start_up():
         SimpleServer(api_keys=[{"key": "k", "scopes": ["read:metadata"]}])
     with pytest.raises(ConfigurationError, match="scopes"):
         SimpleServer(api_keys=[{"key": "long_enough_key", "scopes": ["read:everything"]}])
+
+
+# ---- scopes mean what they say: webhook keys do not read the catalog -------------------
+
+
+def test_history_payloads_need_read_metadata(server):
+    with WebhookReceiver() as receiver, from_uri(server.uri) as admin:
+        hook = admin.webhooks.register(receiver.url, path="a")
+        admin["a"].update_metadata(metadata={"token": "CONFIDENTIAL"})
+        admin.webhooks.ping(hook.id)
+        receiver.wait_for(2, timeout=10)
+        server.drain()
+        try:
+            with from_uri(api(server), api_key=HOOKS) as both:
+                full = {d.event_type: d for d in both.webhooks.history(hook.id)}
+            assert full["container-child-metadata-updated"].payload["metadata"] == {
+                "token": "CONFIDENTIAL"
+            }
+            assert full["container-child-metadata-updated"].payload_withheld is None
+            with httpx.Client(headers={"Authorization": f"Apikey {HOOKS_ONLY}"}) as only:
+                history = only.get(f"{api(server)}/webhooks/history/{hook.id}")
+                assert history.status_code == 200
+                assert "CONFIDENTIAL" not in history.text
+                records = {r["event_type"]: r for r in history.json()}
+                updated = records["container-child-metadata-updated"]
+                assert updated["payload"] is None
+                assert "read:metadata" in updated["payload_withheld"]
+                # A ping carries only the webhook's own URL: shown.
+                assert records["ping"]["payload"]["url"] == receiver.url
+                detail = only.get(f"{api(server)}/webhooks/deliveries/{updated['id']}")
+                assert detail.status_code == 200
+                assert detail.json()["payload"] is None and "CONFIDENTIAL" not in detail.text
+            with httpx.Client(headers={"Authorization": f"Apikey {HOOK_WRITER}"}) as writer:
+                first = full["container-child-metadata-updated"].id
+                again = writer.post(f"{api(server)}/webhooks/deliveries/{first}/redeliver")
+                assert again.status_code == 200
+                assert again.json()["payload"] is None
+                assert "read:metadata" in again.json()["payload_withheld"]
+            receiver.wait_for(3, timeout=10)
+        finally:
+            admin.webhooks.delete(hook.id)
+            admin["a"].update_metadata(metadata={})
+
+
+@pytest.mark.parametrize("key", [HOOKS_ONLY, HOOK_WRITER])
+def test_a_key_that_cannot_read_the_catalog_cannot_probe_paths(server, key):
+    answers = set()
+    with httpx.Client(headers={"Authorization": f"Apikey {key}"}) as client:
+        for path in ("a", "no/such/node"):
+            for method in ("GET", "POST"):
+                response = client.request(
+                    method, f"{api(server)}/webhooks/target/{path}", json={"url": "http://h/"}
+                )
+                answers.add((response.status_code, response.json()["detail"]))
+    # The same answer whether or not the node exists: a 403 naming the missing scope.
+    statuses = {status for status, _ in answers}
+    assert statuses == {403}
+    assert len({detail for _, detail in answers if "read:metadata" in detail}) == 1

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from hookbook.client import from_uri
+from keepalive import assert_idle_connections_stay_open
 
 pytestmark = pytest.mark.slow
 
@@ -122,6 +123,8 @@ def test_serve_prints_where_it_listens_serves_and_stops_cleanly(config, tmp_path
             client.write_array(np.arange(3), key="a")
             assert client["a"].read().tolist() == [0, 1, 2]
             assert client.webhooks.list_all() == []
+        if sig == signal.SIGTERM:  # once is enough (the same server either way)
+            assert_idle_connections_stay_open(port)
         rc, out, err = server.stop(sig)
     finally:
         server.kill()

@@ -84,7 +84,66 @@ def test_an_unset_variable_is_an_error_naming_it(tmp_path):
     assert "HOOKBOOK_TEST_SURELY_UNSET" in message
     assert "not set" in message
     assert str(config) in message
-    assert info.value.context == {"variable": "HOOKBOOK_TEST_SURELY_UNSET"}
+    assert "api_keys[0].key" in message  # the setting, as well as the variable
+    assert info.value.context == {
+        "variable": "HOOKBOOK_TEST_SURELY_UNSET",
+        "setting": "api_keys[0].key",
+    }
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "@starts-with-an-at",
+        "*looks-like-an-alias",
+        "a: b]",
+        "a, b",
+        "[1, 2]",
+        "{x: 1}",
+        "# not a comment",
+        "'quoted'",
+        '"double"',
+        "!!python/object:os.system",
+        "true",
+        "null",
+        "  spaces around  ",
+        "line\nbreak",
+    ],
+)
+def test_a_variable_is_always_one_string_whatever_it_holds(tmp_path, secret):
+    config = write(
+        tmp_path,
+        """\
+        api_keys: [{key: ${KEY}}]
+        webhooks:
+          secret_keys: [${SECRET}]   # a flow list, as in the documented example
+          blocked_networks:
+            - ${SECRET}
+        """,
+    )
+    settings_data = load_config(config, environ={"KEY": KEY, "SECRET": secret})
+    assert settings_data.webhooks.secret_keys == (secret,)
+    assert settings_data.webhooks.blocked_networks == (secret,)
+
+
+def test_errors_name_the_setting_and_variable_never_the_value(tmp_path):
+    secret = "s3cr3t-@*value-with: yaml]"
+    environ = {"KEY": KEY, "SECRET": secret, "BAD_KEY": secret}
+    for text in (
+        # Invalid YAML around a variable: the error shows ${SECRET}, not its value.
+        "api_keys: [{key: ${KEY}}\nwebhooks: {secret_keys: [${SECRET}]\n",
+        # A value the settings refuse: named, not printed.
+        "api_keys:\n  - key: ${BAD_KEY}\n",
+        # Unset: named with the setting it was for.
+        "api_keys: [{key: ${KEY}}]\ndatabase: ${UNSET_DATABASE_URL}\n",
+    ):
+        (tmp_path / "c.yaml").write_text(text)
+        with pytest.raises(ConfigurationError) as info:
+            load_config(tmp_path / "c.yaml", environ=environ)
+        message = str(info.value)
+        assert secret not in message, message
+        assert "s3cr3t" not in message, message
+    assert "database" in message and "UNSET_DATABASE_URL" in message
 
 
 def test_a_commented_out_line_needs_no_variable(tmp_path):

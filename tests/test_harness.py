@@ -16,6 +16,7 @@ from hookbook.client import from_uri
 from hookbook.errors import ConfigurationError, DirectoryInUseError
 from hookbook.server import SimpleServer
 from hookbook.testing import WebhookReceiver
+from keepalive import assert_idle_connections_stay_open
 
 FAST = {"retry_schedule": [0.01, 0.01]}
 
@@ -229,3 +230,9 @@ def test_run_executes_on_the_server_loop():
     with SimpleServer() as server:
         node = server.run(server.app.state.services.store.get(""))
         assert node.structure_family == "container"
+
+
+def test_idle_connections_outlive_the_clients_own_keep_alive():
+    with SimpleServer() as server:
+        assert server.settings.keep_alive_timeout == 75
+        assert_idle_connections_stay_open(server.port)

@@ -13,7 +13,9 @@ from hookbook.testing import WebhookReceiver
 
 
 def _metrics(server: SimpleServer) -> dict[tuple[str, tuple], float]:
-    text = httpx.get(f"{server.base_url}/metrics").text
+    response = httpx.get(f"{server.base_url}/metrics", params={"api_key": server.api_key})
+    response.raise_for_status()
+    text = response.text
     values = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -69,17 +71,55 @@ def test_oldest_pending_age_is_reported() -> None:
         client.close()
 
 
-def test_health_reports_the_worker() -> None:
-    with SimpleServer(enable_webhooks=True) as server:
-        health = httpx.get(f"{server.base_url}/healthz").json()
-        assert health["status"] == "ok"
-        assert health["database"] == "sqlite"
-        assert health["worker"]["state"] == "running"
-        assert health["worker"]["in_flight"] == 0
-        assert health["listener"] is None  # LISTEN/NOTIFY is for PostgreSQL
+OPERATOR = "operator_key_0123456789"
+READER = "reader_key_0123456789"
+
+
+def test_health_reports_the_worker_to_a_key_with_read_operations() -> None:
+    keys = [{"key": OPERATOR, "scopes": ["read:operations"]}]
+    with SimpleServer(enable_webhooks=True, api_keys=keys) as server:
+        for key in (server.api_key, OPERATOR):
+            health = httpx.get(f"{server.base_url}/healthz", params={"api_key": key}).json()
+            assert health["status"] == "ok"
+            assert health["database"] == "sqlite"
+            assert health["worker"]["state"] == "running"
+            assert health["worker"]["in_flight"] == 0
+            assert health["listener"] is None  # LISTEN/NOTIFY is for PostgreSQL
     with SimpleServer() as server:
-        health = httpx.get(f"{server.base_url}/healthz").json()
-        assert health["webhooks"] is False and health["worker"] is None
+        health = httpx.get(f"{server.base_url}/healthz", params={"api_key": server.api_key})
+        assert health.json()["webhooks"] is False and health.json()["worker"] is None
+
+
+def test_without_read_operations_health_says_only_that_the_server_is_up() -> None:
+    keys = [{"key": READER, "scopes": ["read:metadata", "read:webhooks"]}]
+    with (
+        WebhookReceiver() as receiver,
+        SimpleServer(enable_webhooks=True, api_keys=keys) as server,
+        from_uri(server.uri) as client,
+    ):
+        client.webhooks.register(receiver.url)
+        for params in ({}, {"api_key": READER}):
+            response = httpx.get(f"{server.base_url}/healthz", params=params)
+            assert response.status_code == 200
+            assert response.json() == {"status": "ok"}
+        wrong = httpx.get(f"{server.base_url}/healthz", params={"api_key": "wrong_key_123"})
+        assert wrong.status_code == 401
+
+
+def test_metrics_need_read_operations() -> None:
+    keys = [
+        {"key": READER, "scopes": ["read:metadata", "read:webhooks"]},
+        {"key": OPERATOR, "scopes": ["read:operations"]},
+    ]
+    with SimpleServer(enable_webhooks=True, api_keys=keys) as server:
+        url = f"{server.base_url}/metrics"
+        assert httpx.get(url).status_code == 401
+        refused = httpx.get(url, params={"api_key": READER})
+        assert refused.status_code == 403
+        assert "read:operations" in refused.json()["detail"]
+        allowed = httpx.get(url, headers={"Authorization": f"Apikey {OPERATOR}"})
+        assert allowed.status_code == 200
+        assert "hookbook_outbox_deliveries" in allowed.text
 
 
 def test_a_database_outage_is_a_503_not_a_500() -> None:

@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from hookbook import protocol as P
+from hookbook.patching import PatchBudget
 
 BASE = "http://127.0.0.1:8000/api/v1"
 
@@ -841,6 +842,9 @@ def test_create_response_never_carries_structure():
     assert document == {"id": "temp", "links": links, "metadata": {"u": 1}, "access_tags": []}
 
 
+BUDGET = PatchBudget(max_bytes=256 * 1024, max_operations=1000)
+
+
 def test_metadata_patch_as_update_metadata_sends_it():
     body = {
         "content-type": "application/json-patch+json",
@@ -852,7 +856,7 @@ def test_metadata_patch_as_update_metadata_sends_it():
         "access_tags": None,
     }
     request = P.MetadataPatchRequest.model_validate(body)
-    metadata, specs = request.apply({"u": 1}, [P.Spec(name="s1")])
+    metadata, specs = request.apply({"u": 1}, [P.Spec(name="s1")], budget=BUDGET)
     assert metadata == {"u": 2, "v": {"w": 3}}
     assert specs == [P.Spec(name="s1"), P.Spec(name="s2")]
 
@@ -866,7 +870,7 @@ def test_metadata_patch_as_update_metadata_sends_it():
             ],
         }
     )
-    metadata2, specs2 = second.apply(metadata, specs)
+    metadata2, specs2 = second.apply(metadata, specs, budget=BUDGET)
     assert metadata2 == metadata and specs2 == [P.Spec(name="s3")]
 
 
@@ -874,7 +878,10 @@ def test_metadata_patch_without_specs_keeps_them():
     request = P.MetadataPatchRequest.model_validate(
         {"content-type": P.JSON_PATCH_MIME_TYPE, "metadata": [], "specs": None}
     )
-    assert request.apply({"a": 1}, [P.Spec(name="s")]) == ({"a": 1}, [P.Spec(name="s")])
+    assert request.apply({"a": 1}, [P.Spec(name="s")], budget=BUDGET) == (
+        {"a": 1},
+        [P.Spec(name="s")],
+    )
 
 
 def test_metadata_patch_stale():
@@ -882,7 +889,7 @@ def test_metadata_patch_stale():
         {"content-type": P.JSON_PATCH_MIME_TYPE, "metadata": [{"op": "remove", "path": "/gone"}]}
     )
     with pytest.raises(ValueError, match="does not apply"):
-        request.apply({"a": 1}, [])
+        request.apply({"a": 1}, [], budget=BUDGET)
 
 
 def test_metadata_merge_patch():
@@ -893,7 +900,7 @@ def test_metadata_merge_patch():
             "specs": ["x"],
         }
     )
-    metadata, specs = request.apply({"a": 1, "b": {"d": 1}}, [P.Spec(name="old")])
+    metadata, specs = request.apply({"a": 1, "b": {"d": 1}}, [P.Spec(name="old")], budget=BUDGET)
     assert metadata == {"b": {"c": 2, "d": 1}}
     assert specs == [P.Spec(name="x")]
 

@@ -41,6 +41,7 @@ def server() -> Iterator[SimpleServer]:
         api_keys=[
             {"key": "reader_key_0001", "scopes": ["read:webhooks", "read:metadata"]},
             {"key": "writer_key_0001", "scopes": ["write:webhooks"]},
+            {"key": "node_writer_001", "scopes": ["write:webhooks", "read:metadata"]},
             {"key": "catalog_key_001", "scopes": ["read:metadata", "write:metadata"]},
         ],
     ) as s:
@@ -448,12 +449,23 @@ def test_scopes(server, receiver):
         patch = reader.patch(f"/api/v1/webhooks/{hook['id']}", json={"active": False})
         assert patch.status_code == 403
     with http(server, "writer_key_0001") as writer:
-        created = writer.post("/api/v1/webhooks/target/", json={"url": receiver.url_for("/w")})
-        assert created.status_code == 200
+        # Registering chooses where a node's events (its metadata) go: read:metadata too.
+        denied = writer.post("/api/v1/webhooks/target/", json={"url": receiver.url_for("/w")})
+        assert denied.status_code == 403
+        assert "read:metadata" in denied.json()["detail"]
+        assert (
+            writer.patch(f"/api/v1/webhooks/{hook['id']}", json={"active": True}).status_code == 200
+        )
+        moved = writer.patch(f"/api/v1/webhooks/{hook['id']}", json={"url": receiver.url_for("/x")})
+        assert moved.status_code == 403
+        assert "read:metadata" in moved.json()["detail"]
         denied = writer.get(f"/api/v1/webhooks/history/{hook['id']}")
         assert denied.status_code == 403
         assert "read:webhooks" in denied.json()["detail"]
         assert writer.get("/api/v1/webhooks/target/").status_code == 403
+    with http(server, "node_writer_001") as writer:
+        created = writer.post("/api/v1/webhooks/target/", json={"url": receiver.url_for("/w")})
+        assert created.status_code == 200
     with http(server, "catalog_key_001") as catalog:
         assert catalog.get("/api/v1/webhooks/target/").status_code == 403
         assert catalog.post("/api/v1/webhooks/target/", json={"url": "x"}).status_code == 403

@@ -210,11 +210,12 @@ def _build_app() -> Any:
 
 
 def _scope_of(dependant: Any) -> str | None:
-    """The scope a route's ``require(scope)`` dependency asks for, if any."""
+    """The scopes a route's ``require(*scopes)`` dependency asks for, if any."""
     for dep in dependant.dependencies:
         call = dep.call
         if getattr(call, "__qualname__", "").startswith("require.<locals>."):
-            return str(inspect.getclosurevars(call).nonlocals["scope"])
+            scopes = inspect.getclosurevars(call).nonlocals["scopes"]
+            return " and ".join(_code(scope) for scope in scopes)
         found = _scope_of(dep)
         if found:
             return found
@@ -303,9 +304,7 @@ def openapi_markdown(openapi: Mapping[str, Any], scopes: Mapping[tuple[str, str]
     for tag in sorted(groups, key=lambda t: (order.index(t) if t in order else 99, t)):
         for method, path, op in groups[tag]:
             scope = scopes.get((method, path))
-            summary_rows.append(
-                [f"`{method} {path}`", op.get("summary", ""), _code(scope) if scope else "none"]
-            )
+            summary_rows.append([f"`{method} {path}`", op.get("summary", ""), scope or "none"])
     out.append("## Every route\n")
     out.append(_table(["Route", "What it does", "Scope"], summary_rows))
 
@@ -318,7 +317,7 @@ def openapi_markdown(openapi: Mapping[str, Any], scopes: Mapping[tuple[str, str]
                 out.append(f"\n{op['description'].strip()}\n")
             scope = scopes.get((method, path))
             out.append(
-                f"\n**Scope:** {_code(scope)} (or `admin`).\n"
+                f"\n**Scope:** {scope} (or `admin`).\n"
                 if scope
                 else "\n**Scope:** none (no API key needed).\n"
             )
@@ -391,7 +390,7 @@ EXTRA_DESCRIPTIONS = {
     "`storage` table below.",
     ("ApiKey", "key"): "The key: at least 8 word characters (letters, digits, `_`).",
     ("ApiKey", "scopes"): "`admin` (all), or any of `read:metadata`, `write:metadata`, "
-    "`read:webhooks`, `write:webhooks`.",
+    "`read:webhooks`, `write:webhooks`, `read:operations`.",
 }
 
 

@@ -22,7 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import load_config
     from .db import is_sqlite
     from .server.app import CONFIG_ENV, create_app
-    from .server.http import NoDelayH11Protocol
+    from .server.http import uvicorn_options
 
     settings = load_config(args.config)
     if args.worker_only:
@@ -35,14 +35,9 @@ def _serve(args: argparse.Namespace) -> int:
             "on SQLite one process serves a directory"
         )
     common: dict[str, Any] = {
+        **uvicorn_options(settings),
         "host": args.host,
         "port": args.port,
-        "lifespan": "on",
-        "loop": "asyncio",
-        "http": NoDelayH11Protocol,
-        "ws": "none",
-        "log_config": None,
-        "access_log": False,
         "timeout_graceful_shutdown": 5,
     }
     webhooks = "on" if settings.webhooks is not None else "off"

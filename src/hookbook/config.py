@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -29,8 +30,21 @@ __all__ = [
     "parse_settings",
 ]
 
-Scope = Literal["admin", "read:metadata", "write:metadata", "read:webhooks", "write:webhooks"]
-SCOPES: tuple[str, ...] = ("read:metadata", "write:metadata", "read:webhooks", "write:webhooks")
+Scope = Literal[
+    "admin",
+    "read:metadata",
+    "write:metadata",
+    "read:webhooks",
+    "write:webhooks",
+    "read:operations",
+]
+SCOPES: tuple[str, ...] = (
+    "read:metadata",
+    "write:metadata",
+    "read:webhooks",
+    "write:webhooks",
+    "read:operations",
+)
 
 
 class _Strict(BaseModel):
@@ -122,17 +136,58 @@ class WebhookSettings(_Strict):
 
 
 class Limits(_Strict):
-    """Caps on what one request may carry."""
+    """Caps on what one request may carry, and on what one node may hold.
+
+    Every request body is capped by its route before it is read: webhook
+    bodies at ``max_webhook_body_bytes``, catalog JSON bodies at
+    ``max_json_body_bytes``, data at ``max_data_bytes``; a body over its cap
+    is a 413, and a request without a valid key is refused (401) before any of
+    its body is read.
+    """
 
     max_key_length: int = Field(255, ge=1, description="Longest node key.")
+    max_path_depth: int = Field(
+        64, ge=1, le=1000, description="Deepest node: segments from the root to it (422 below)."
+    )
     max_metadata_bytes: int = Field(
         256 * 1024, ge=2, description="Largest metadata object, as JSON (413 above)."
     )
-    max_data_bytes: int = Field(
-        1024**3, ge=1, description="Largest array or table upload (413 above)."
-    )
     max_metadata_depth: int = Field(
         100, ge=1, le=200, description="Deepest nesting of objects and lists in metadata."
+    )
+    max_structure_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        description="Largest array or table structure (shape, chunks, dims, Arrow schema, "
+        "columns), as JSON (413 above).",
+    )
+    max_table_columns: int = Field(1024, ge=1, description="Most columns in a table (413 above).")
+    max_table_partitions: int = Field(
+        10_000, ge=1, le=2**31 - 1, description="Most partitions a table declares (413 above)."
+    )
+    max_array_dims: int = Field(32, ge=1, le=32, description="Most axes of an array (422 above).")
+    max_data_bytes: int = Field(
+        1024**3,
+        ge=1,
+        description="Largest array or table, as uploaded and as decoded (413 above).",
+    )
+    max_json_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest JSON body of a catalog request (create, metadata update): "
+        "metadata, specs and structure with their framing (413 above).",
+    )
+    max_webhook_body_bytes: int = Field(
+        8 * 1024, ge=1024, description="Largest body of a webhook request (413 above)."
+    )
+    max_patch_operations: int = Field(
+        1000, ge=1, description="Most operations in one JSON Patch of metadata (413 above)."
+    )
+    max_page_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of metadata and structures in one page of a listing: a "
+        "page stops before the node that would pass it (the next page carries on).",
     )
 
 
@@ -172,6 +227,13 @@ class Settings(_Strict):
     lock_directory: bool | None = Field(
         None, description="Refuse a second server on the directory (default: when on SQLite)."
     )
+    keep_alive_timeout: int = Field(
+        75,
+        ge=1,
+        description="Seconds an idle keep-alive connection stays open. Keep it well above "
+        "clients' own (5 s for httpx and the tiled client), so a client never reuses a "
+        "connection the server is closing at that moment (a reset, with no response).",
+    )
 
     @property
     def database_url(self) -> str:
@@ -195,22 +257,55 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _substitute(text: str, environ: Mapping[str, str], source: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in environ:
-            raise ConfigurationError(
-                f"{source}: environment variable {name} is not set (used as ${{{name}}})",
-                variable=name,
-            )
-        return environ[name]
+class _Variables:
+    """``${VAR}`` substituted into string values *after* YAML has parsed the file.
 
-    # A line that is only a comment is left alone: a commented-out setting
-    # must not need its variable.
-    return "".join(
-        line if line.lstrip().startswith("#") else _VAR.sub(replace, line)
-        for line in text.splitlines(keepends=True)
-    )
+    Each ``${VAR}`` in the text is first replaced by a placeholder that YAML reads as
+    plain text wherever it stands (a flow list such as ``[${KEY}]`` included); the
+    parsed values then get the environment's values. So a value is always one
+    string, whatever it holds (``a, b`` is not two keys, ``*x`` is not an alias),
+    and YAML never sees a secret, so none of its errors can print one. A
+    ``${VAR}`` in a comment vanishes with the comment and needs no variable.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._prefix = f"hookbookvar{secrets.token_hex(8)}n"
+        self.names: list[str] = []
+        self._placeholder = re.compile(re.escape(self._prefix) + r"(\d+)x")
+        self.text = _VAR.sub(self._mark, text)
+
+    def _mark(self, match: re.Match[str]) -> str:
+        self.names.append(match.group(1))
+        return f"{self._prefix}{len(self.names) - 1}x"
+
+    def restore(self, text: str) -> str:
+        """``text`` with placeholders shown as the ``${VAR}`` they stand for (for errors)."""
+        return self._placeholder.sub(lambda m: f"${{{self.names[int(m.group(1))]}}}", text)
+
+    def substitute(self, value: Any, environ: Mapping[str, str], where: str = "") -> Any:
+        """``value`` (parsed YAML) with every placeholder replaced from ``environ``."""
+        if isinstance(value, dict):
+            return {
+                key: self.substitute(item, environ, f"{where}.{key}" if where else str(key))
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [self.substitute(item, environ, f"{where}[{i}]") for i, item in enumerate(value)]
+        if isinstance(value, str):
+
+            def replace(match: re.Match[str]) -> str:
+                name = self.names[int(match.group(1))]
+                if name not in environ:
+                    raise ConfigurationError(
+                        f"{where or 'the file'}: environment variable {name} is not set "
+                        f"(used as ${{{name}}})",
+                        variable=name,
+                        setting=where,
+                    )
+                return environ[name]
+
+            return self._placeholder.sub(replace, value)
+        return value
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
@@ -221,12 +316,17 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         text = path.read_text()
     except OSError as exc:
         raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
+    variables = _Variables(text)
     try:
-        data = yaml.safe_load(_substitute(text, environ, str(path))) or {}
+        parsed = yaml.safe_load(variables.text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: not valid YAML: {variables.restore(str(exc))}") from None
+    if not isinstance(parsed, dict):
         raise ConfigurationError(f"{path}: the top level must be a mapping of settings")
+    try:
+        data = variables.substitute(parsed, environ)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{path}: {exc.detail}", **exc.context) from None
     base = path.resolve().parent
     data.setdefault("directory", ".")
     if isinstance(data["directory"], str):  # anything else: parse_settings names it

@@ -12,6 +12,7 @@ The tree::
     |   +-- InvalidKeyError            (422)  a key that is empty, has '/', is '.'/'..', too long
     |   +-- InvalidPathError           (422)  a path with '..' or empty segments
     |   +-- InvalidDataError           (422)  bytes that do not match the dtype and shape
+    |   +-- InvalidTextError           (422)  text that is not valid Unicode (a lone surrogate)
     |   +-- InvalidURLError            (422)  a webhook URL malformed, too long or not https
     |   +-- UnsafeURLError             (400)  a webhook target that is blocked or does not resolve
     |   +-- SecretsNotConfiguredError  (400)  a webhook secret but no secret_keys configured
@@ -54,6 +55,7 @@ __all__ = [
     "InvalidDataError",
     "InvalidKeyError",
     "InvalidPathError",
+    "InvalidTextError",
     "InvalidURLError",
     "MissingSignatureError",
     "NotAStreamError",
@@ -105,6 +107,13 @@ class InvalidPathError(ClientInputError):
 
 
 class InvalidDataError(ClientInputError):
+    status_code = 422
+
+
+class InvalidTextError(ClientInputError):
+    """Text that cannot be stored and served again: a lone surrogate (``"\\ud800"``)
+    decodes from JSON, but no UTF-8 response can carry it."""
+
     status_code = 422
 
 

@@ -36,7 +36,7 @@ import uvicorn
 
 from .config import parse_settings
 from .server.app import create_app
-from .server.http import NoDelayH11Protocol
+from .server.http import uvicorn_options
 from .server.services import Seams
 from .webhooks.secrets import generate_key
 
@@ -222,14 +222,7 @@ class SimpleServer:
             raise
         self.port: int = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app,
-            lifespan="on",
-            loop="asyncio",
-            http=NoDelayH11Protocol,
-            ws="none",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=2,
+            self.app, **uvicorn_options(self.settings), timeout_graceful_shutdown=2
         )
         self._server = _Server(config)
         self._thread = threading.Thread(

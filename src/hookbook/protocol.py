@@ -62,6 +62,8 @@ from pydantic import (
     model_validator,
 )
 
+from .patching import PatchBudget, apply_json_patch
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy
     import pyarrow
@@ -1316,21 +1318,11 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _apply_json_patch(document: Any, operations: list[Any], what: str) -> Any:
-    import jsonpatch
-    import jsonpointer
-
+def _apply_json_patch(document: Any, operations: list[Any], what: str, budget: PatchBudget) -> Any:
     try:
-        return jsonpatch.JsonPatch(operations).apply(copy.deepcopy(document))
-    except (
-        jsonpatch.JsonPatchException,
-        jsonpointer.JsonPointerException,
-        KeyError,
-        IndexError,
-        TypeError,
-        ValueError,
-    ) as err:
-        raise ValueError(f"the {what} patch does not apply: {err}") from None
+        return apply_json_patch(document, operations, budget)
+    except ValueError as err:
+        raise ValueError(f"the {what} {err}") from None
 
 
 class MetadataPatchRequest(BaseModel):
@@ -1382,18 +1374,22 @@ class MetadataPatchRequest(BaseModel):
         return self
 
     def apply(
-        self, metadata: Mapping[str, Any], specs: Sequence[Spec]
+        self, metadata: Mapping[str, Any], specs: Sequence[Spec], *, budget: PatchBudget
     ) -> tuple[dict[str, Any], list[Spec]]:
         """Apply this patch to the current metadata and specs.
 
         Returns ``(new_metadata, new_specs)``. Raises :class:`ValueError`
         when the patch does not apply (e.g. it removes a key that is no
         longer there: the client computed it against a stale copy; answer
-        409) or when the result is not a JSON object / not valid specs.
+        409) or when the result is not a JSON object / not valid specs. A
+        JSON Patch runs within ``budget`` (:mod:`hookbook.patching`: a 413
+        at the first operation that takes the document over the limit).
         """
         current_specs = [s.model_dump() for s in specs]
         if self.content_type == JSON_PATCH_MIME_TYPE:
-            new_metadata = _apply_json_patch(dict(metadata), list(self.metadata or []), "metadata")
+            new_metadata = _apply_json_patch(
+                dict(metadata), list(self.metadata or []), "metadata", budget
+            )
             if self.specs is None:
                 new_specs = specs
             else:
@@ -1403,7 +1399,7 @@ class MetadataPatchRequest(BaseModel):
                     if isinstance(op.get("value"), str):
                         op["value"] = {"name": op["value"], "version": None}
                     operations.append(op)
-                new_specs = _apply_json_patch(current_specs, operations, "specs")
+                new_specs = _apply_json_patch(current_specs, operations, "specs", budget)
         else:
             new_metadata = _merge_patch(dict(metadata), self.metadata or {})
             new_specs = specs if self.specs is None else self.specs

@@ -23,6 +23,8 @@ def check_key(key: str, *, max_length: int) -> str:
         )
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
         raise InvalidKeyError(f"key {key!r} contains a control character", key=key)
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in key):
+        raise InvalidKeyError(f"key {key!r} is not valid Unicode (a lone surrogate)")
     return key
 
 

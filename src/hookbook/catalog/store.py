@@ -50,6 +50,7 @@ from ..errors import (
     ClientInputError,
     ConflictError,
     InvalidDataError,
+    InvalidPathError,
     NotAStreamError,
     NotFoundError,
     PayloadTooLargeError,
@@ -58,6 +59,7 @@ from ..errors import (
 from ..protocol import ArrayPatchParams, ArrayStructure, TableStructure, normalise_specs
 from ..storage import Storage
 from ..storage.arrays import chunk_lengths
+from . import validation
 from .decoding import array_from_bytes
 from .locking import KeyedLocks
 from .paths import check_key, join_path, parse_path
@@ -210,7 +212,12 @@ class CatalogStore:
         limit: int | None = None,
         descending: bool = False,
     ) -> tuple[list[Node], int]:
-        """A page of a container's children (in creation order) and their total count."""
+        """A page of a container's children (in creation order) and their total count.
+
+        The page also stops before the child whose stored metadata and structure would
+        take it over ``limits.max_page_bytes`` (it holds at least one), so that no
+        listing loads hundreds of MB: the caller pages on from what it got.
+        """
         segments = parse_path(path)
         async with self.db.read() as conn:
             parent = await self._get(conn, segments)
@@ -219,15 +226,19 @@ class CatalogStore:
             count = (
                 await conn.execute(sa.select(sa.func.count()).where(nodes.c.parent_id == parent.id))
             ).scalar_one()
-            query = (
-                sa.select(nodes)
-                .where(nodes.c.parent_id == parent.id)
-                .order_by(nodes.c.id.desc() if descending else nodes.c.id)
-                .offset(offset)
-            )
-            if limit is not None:
-                query = query.limit(limit)
-            rows = (await conn.execute(query)).all()
+
+            def page(*columns: Any) -> Any:
+                query = (
+                    sa.select(*columns)
+                    .where(nodes.c.parent_id == parent.id)
+                    .order_by(nodes.c.id.desc() if descending else nodes.c.id)
+                    .offset(offset)
+                )
+                return query if limit is None else query.limit(limit)
+
+            sizes = (await conn.execute(page(_STORED_BYTES))).scalars().all()
+            fitting = _fitting(sizes, self.limits.max_page_bytes)
+            rows = (await conn.execute(page(nodes).limit(fitting))).all()
         return [Node.from_row(r) for r in rows], count
 
     async def count_children(self, node: Node) -> int:
@@ -354,6 +365,12 @@ class CatalogStore:
         table when its data is complete (see the module's docstring)."""
         parent_segments = parse_path(parent_path)
         check_key(key, max_length=self.limits.max_key_length)
+        if len(parent_segments) + 1 > self.limits.max_path_depth:
+            raise InvalidPathError(
+                f"{key!r} would be {len(parent_segments) + 1} levels deep; "
+                f"the limit is {self.limits.max_path_depth}",
+                limit=self.limits.max_path_depth,
+            )
         if structure_family not in FAMILIES:
             raise ClientInputError(
                 f"structure_family {structure_family!r} is not supported; "
@@ -426,14 +443,14 @@ class CatalogStore:
                 await self._record(tx, self._created_event(node, stamp))
         return node
 
-    @staticmethod
-    def _check_structure(family: str, structure: dict[str, Any]) -> dict[str, Any]:
+    def _check_structure(self, family: str, structure: dict[str, Any]) -> dict[str, Any]:
+        model = ArrayStructure if family == "array" else TableStructure
         try:
-            if family == "array":
-                return ArrayStructure.model_validate(structure).model_dump(mode="json")
-            return TableStructure.model_validate(structure).model_dump(mode="json")
+            checked = model.model_validate(structure).model_dump(mode="json")
         except ValueError as exc:
             raise ClientInputError(f"invalid {family} structure: {_first_problem(exc)}") from None
+        validation.check_structure(family, checked, self.limits)
+        return checked
 
     async def update_metadata(
         self, path: str | Sequence[str], *, metadata: Any = None, specs: Any = None
@@ -785,7 +802,9 @@ class CatalogStore:
                 )
             index = partition or 0
             _check_partition(node, declared, index)
-            rows, structure = _conform(node, declared, table, fresh=declared.npartitions == 1)
+            rows, structure = _conform(
+                node, declared, table, fresh=declared.npartitions == 1, limits=self.limits
+            )
             location = await self._new_fragment(rows, created)
 
             async def commit(tx: WriteTransaction, current: Node) -> Node:
@@ -815,7 +834,9 @@ class CatalogStore:
         async def write(node: Node, created: list[str]) -> Commit:
             declared = TableStructure.model_validate(node.structure)
             _check_partition(node, declared, partition)
-            rows, structure = _conform(node, declared, table, fresh=not node.announced)
+            rows, structure = _conform(
+                node, declared, table, fresh=not node.announced, limits=self.limits
+            )
             location = await self._new_fragment(rows, created)
 
             async def commit(tx: WriteTransaction, current: Node) -> Node:
@@ -911,7 +932,7 @@ async def _fragments(conn: Any, node_id: int, partition: int | None) -> list[Any
 
 
 def _conform(
-    node: Node, declared: TableStructure, table: Any, *, fresh: bool
+    node: Node, declared: TableStructure, table: Any, *, fresh: bool, limits: Limits
 ) -> tuple[Any, dict[str, Any]]:
     """The rows to store and the node's structure after storing them. ``fresh``:
     they set the table's schema (its first data, or all of it); otherwise they
@@ -921,8 +942,9 @@ def _conform(
     if fresh:
         try:
             written = TableStructure.from_arrow_schema(table.schema, declared.npartitions)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # the schema's pandas metadata is JSON
             raise InvalidDataError(f"invalid table: {_first_problem(exc)}") from None
+        validation.check_structure("table", written.model_dump(mode="json"), limits)
         if declared.columns and list(written.columns) != list(declared.columns):
             raise InvalidDataError(
                 f"table has columns {list(written.columns)}; {list(declared.columns)} were declared"
@@ -973,7 +995,23 @@ def _check_partition(node: Node, structure: TableStructure, partition: int) -> N
         )
 
 
-def _first_problem(exc: ValueError) -> str:
+#: What a node's row weighs in a listing: its metadata and structure, as stored JSON.
+_STORED_BYTES = sa.func.length(sa.cast(nodes.c.metadata, sa.Text)) + sa.func.coalesce(
+    sa.func.length(sa.cast(nodes.c.structure, sa.Text)), 0
+)
+
+
+def _fitting(sizes: Sequence[int], budget: int) -> int:
+    """How many of ``sizes``, from the first, fit in ``budget`` (at least one)."""
+    total = 0
+    for count, size in enumerate(sizes):
+        total += size
+        if count and total > budget:
+            return count
+    return len(sizes)
+
+
+def _first_problem(exc: Exception) -> str:
     """A pydantic ValidationError's first message (without its URL), or the text."""
     errors = getattr(exc, "errors", None)
     if callable(errors):

@@ -120,7 +120,8 @@ class Delivery:
     webhook_id: int
     event_type: str
     event_id: str
-    payload: dict[str, Any]
+    #: None when withheld: the key lacks ``read:metadata`` (``payload_withheld`` says so).
+    payload: dict[str, Any] | None
     outcome: str
     attempts: int
     status_code: int | None
@@ -129,6 +130,7 @@ class Delivery:
     delivered_at: datetime | None
     redelivery_of: int | None
     attempt_log: tuple[Attempt, ...] | None = None
+    payload_withheld: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Delivery:
@@ -147,6 +149,7 @@ class Delivery:
             delivered_at=_when(data.get("delivered_at")),
             redelivery_of=data.get("redelivery_of"),
             attempt_log=None if log is None else tuple(Attempt.from_json(a) for a in log),
+            payload_withheld=data.get("payload_withheld"),
         )
 
     def __repr__(self) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -65,7 +67,25 @@ def create_app(settings: Settings, *, seams: Seams | None = None) -> FastAPI:
 
         mount_dashboard(app)  # the dashboard at /ui/ goes with the webhook routes
     app.include_router(unsupported.router)
+    app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_bodies(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the models of the bodies routes read themselves
+    (:mod:`.bodies`), so the ``$ref`` of each such request body resolves."""
+    if app.openapi_schema is None:
+        from .bodies import DOCUMENTED_BODIES
+
+        schema = FastAPI.openapi(app)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, model in DOCUMENTED_BODIES.items():
+            if f'"#/components/schemas/{name}"' in json.dumps(schema["paths"]):
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[name] = body
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 #: The environment variable ``app_from_environment`` reads (set by ``hookbook serve``).

@@ -42,24 +42,32 @@ def presented_key(request: Request) -> str | None:
     return request.query_params.get("api_key")
 
 
-async def authenticate(request: Request, services: ServicesDep) -> ApiKey:
+async def optional_key(request: Request, services: ServicesDep) -> ApiKey | None:
+    """The request's key; ``None`` when it sends none (a wrong key is still a 401)."""
     key = presented_key(request)
     if not key:
-        raise AuthenticationError(
-            "an API key is required: send 'Authorization: Apikey KEY' or '?api_key=KEY'"
-        )
+        return None
     for candidate in services.settings.api_keys:
         if hmac.compare_digest(candidate.key.encode(), key.encode()):
             return candidate
     raise AuthenticationError("the API key is not valid")
 
 
-def require(scope: str):  # type: ignore[no-untyped-def]
-    """A dependency that admits keys holding ``scope`` (``admin`` holds all)."""
+async def authenticate(key: Annotated[ApiKey | None, Depends(optional_key)]) -> ApiKey:
+    if key is None:
+        raise AuthenticationError(
+            "an API key is required: send 'Authorization: Apikey KEY' or '?api_key=KEY'"
+        )
+    return key
+
+
+def require(*scopes: str):  # type: ignore[no-untyped-def]
+    """A dependency that admits keys holding every one of ``scopes`` (``admin`` holds all)."""
 
     async def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
-        if not key.grants(scope):
-            raise PermissionDeniedError(f"this API key lacks the {scope!r} scope", scope=scope)
+        for scope in scopes:
+            if not key.grants(scope):
+                raise PermissionDeniedError(f"this API key lacks the {scope!r} scope", scope=scope)
         return key
 
     return check
@@ -69,6 +77,8 @@ ReadMetadata = Annotated[ApiKey, Depends(require("read:metadata"))]
 WriteMetadata = Annotated[ApiKey, Depends(require("write:metadata"))]
 ReadWebhooks = Annotated[ApiKey, Depends(require("read:webhooks"))]
 WriteWebhooks = Annotated[ApiKey, Depends(require("write:webhooks"))]
+ReadOperations = Annotated[ApiKey, Depends(require("read:operations"))]
+OptionalKey = Annotated[ApiKey | None, Depends(optional_key)]
 
 
 async def get_webhook_service(services: ServicesDep):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import HookbookError
 
@@ -69,6 +70,16 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # The client hung up before its body arrived: nobody will read an answer, and it
+    # is not the server's fault. Nothing was written (the body was never complete).
+    logger.debug("client disconnected during %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"detail": "the client disconnected before the body arrived", "error": "ClientInputError"},
+        status_code=400,
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse(
@@ -85,4 +96,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,4 +1,5 @@
-"""uvicorn's HTTP/1.1 protocol, with ``TCP_NODELAY`` on every connection.
+"""How uvicorn serves hookbook: the options both ``SimpleServer`` and ``hookbook serve``
+use, and an HTTP/1.1 protocol with ``TCP_NODELAY`` on every connection.
 
 asyncio sets ``TCP_NODELAY`` on accepted sockets only when the listening
 socket says it is TCP (``proto == IPPROTO_TCP``). A socket bound as
@@ -12,8 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ..config import Settings
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """``uvicorn.Config`` keywords every hookbook server uses.
+
+    The idle keep-alive timeout is ``settings.keep_alive_timeout`` (75 s), well
+    above the 5 s after which httpx and the tiled client stop reusing a
+    connection: with uvicorn's own 5 s the two race, and a request sent just as
+    the server closes the connection gets a reset and no response.
+    """
+    return {
+        "lifespan": "on",
+        "loop": "asyncio",
+        "http": NoDelayH11Protocol,
+        "ws": "none",
+        "log_config": None,
+        "access_log": False,
+        "timeout_keep_alive": settings.keep_alive_timeout,
+    }
 
 
 class NoDelayH11Protocol(H11Protocol):

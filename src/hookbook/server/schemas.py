@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..config import ApiKey
 from ..webhooks.records import AttemptRecord, DeliveryRecord, WebhookRecord
 
 EventName = Literal[
@@ -112,11 +113,17 @@ class AttemptOut(BaseModel):
         return cls(**a.__dict__)
 
 
+#: Why a delivery record's payload is missing, for a key without ``read:metadata``.
+PAYLOAD_WITHHELD = "the payload carries catalog data: reading it needs the 'read:metadata' scope"
+
+
 class DeliveryOut(BaseModel):
     id: int
     webhook_id: int
     event_type: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None = Field(
+        description="The event's JSON body; null when withheld (see payload_withheld)."
+    )
     status_code: int | None
     attempts: int
     outcome: Literal["pending", "success", "failed"]
@@ -127,15 +134,23 @@ class DeliveryOut(BaseModel):
     event_id: str = Field(description="The X-Tiled-Event-ID the delivery is sent with.")
     redelivery_of: int | None
     next_attempt_at: datetime | None = Field(description="When the next attempt is due.")
+    payload_withheld: str | None = Field(
+        None, description="Why payload is null: the key lacks read:metadata (else null)."
+    )
 
     @classmethod
-    def of(cls, d: DeliveryRecord) -> DeliveryOut:
+    def of(cls, d: DeliveryRecord, key: ApiKey) -> DeliveryOut:
+        """The record as ``key`` may see it: a catalog event's payload (node metadata)
+        only with ``read:metadata``; a ping's (the webhook's own URL) always."""
         fields = {k: v for k, v in d.__dict__.items() if k in cls.model_fields}
         fields["next_attempt_at"] = (
             datetime.fromtimestamp(d.next_attempt_at, tz=UTC)
             if d.next_attempt_at is not None
             else None
         )
+        if d.event_type != "ping" and not key.grants("read:metadata"):
+            fields["payload"] = None
+            fields["payload_withheld"] = PAYLOAD_WITHHELD
         return cls(**fields)
 
 
@@ -143,6 +158,6 @@ class DeliveryDetail(DeliveryOut):
     attempt_log: list[AttemptOut]
 
     @classmethod
-    def of(cls, d: DeliveryRecord) -> DeliveryDetail:
-        base = DeliveryOut.of(d).model_dump()
+    def of(cls, d: DeliveryRecord, key: ApiKey) -> DeliveryDetail:
+        base = DeliveryOut.of(d, key).model_dump()
         return cls(**base, attempt_log=[AttemptOut.of(a) for a in d.attempt_log or ()])

@@ -7,7 +7,10 @@ method, and answer with a protocol document.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
@@ -19,10 +22,16 @@ from ..._version import __version__
 from ...catalog.decoding import table_from_ipc
 from ...catalog.paths import check_key, join_path, parse_path
 from ...catalog.store import CatalogStore, Node
-from ...errors import ClientInputError, ConflictError, PayloadTooLargeError
+from ...errors import ClientInputError, ConflictError
+from ...patching import PatchBudget
+from ..bodies import decode_json, read_body
 from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
+
+#: The database's integer range (a 64-bit signed OFFSET on SQLite and PostgreSQL):
+#: a larger page offset is a 422, not an overflow in the driver (500).
+MAX_OFFSET = 2**63 - 1
 
 ARROW_FILE = protocol.APACHE_ARROW_FILE_MIME_TYPE
 SHAPE_HEADER = protocol.SHAPE_HEADER
@@ -32,32 +41,31 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/api/v1"
 
 
-async def _body(request: Request, store: CatalogStore) -> bytes:
-    """Read a request body, refusing one over the data cap before reading it all."""
-    limit = store.limits.max_data_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"body is {declared} bytes; the limit is {limit}")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _data(request: Request, store: CatalogStore) -> bytes:
+    """An array's or a table's bytes, capped at ``max_data_bytes``."""
+    return await read_body(request, store.limits.max_data_bytes, what="the data")
+
+
+#: Tables bigger than this are decoded off the event loop.
+_DECODE_ON_LOOP_BYTES = 1024 * 1024
+
+
+async def _table(request: Request, store: CatalogStore) -> Any:
+    """A table from an Arrow IPC body: capped, sized before it is decoded, checked."""
+    data = await _data(request, store)
+    if len(data) > _DECODE_ON_LOOP_BYTES:
+        return await asyncio.to_thread(table_from_ipc, data, store.limits)
+    return table_from_ipc(data, store.limits)
 
 
 async def _json(request: Request, store: CatalogStore) -> Any:
-    import json
+    """A catalog JSON body (metadata, specs, structure), capped at ``max_json_body_bytes``.
 
-    raw = await _body(request, store)
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ClientInputError(f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ClientInputError("body is not usable JSON: it is nested too deeply") from None
+    Nesting is bounded well above the metadata limit (which the store checks
+    exactly), so that no recursive step on the way can overflow."""
+    limits = store.limits
+    raw = await read_body(request, limits.max_json_body_bytes)
+    return decode_json(raw, max_depth=2 * limits.max_metadata_depth + 8)
 
 
 def _parse(model: type[Any], data: Any) -> Any:
@@ -107,7 +115,7 @@ async def search(
     request: Request,
     store: StoreDep,
     _: ReadMetadata,
-    offset: Annotated[int, Query(alias="page[offset]", ge=0)] = 0,
+    offset: Annotated[int, Query(alias="page[offset]", ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(alias="page[limit]", ge=0)] = protocol.DEFAULT_PAGE_LIMIT,
     sort: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
@@ -126,6 +134,8 @@ async def search(
     descending = bool(order) and order[-1][1] < 0
     limit = min(limit, protocol.MAX_PAGE_LIMIT)
     children, count = await store.children(path, offset=offset, limit=limit, descending=descending)
+    if offset + len(children) < count:  # a short page (max_page_bytes): the links follow it
+        limit = len(children)
     base = base_url(request)
     items = [await node_item(store, child, base) for child in children]
     return protocol.search_response(
@@ -166,10 +176,17 @@ async def create(path: str, request: Request, store: StoreDep, _: WriteMetadata)
     ).model_dump(mode="json")
 
 
-async def _update(store: CatalogStore, path: str, request_model: Any) -> dict[str, Any]:
+async def _update(
+    store: CatalogStore,
+    path: str,
+    apply: Callable[[dict[str, Any], list[protocol.Spec]], tuple[dict[str, Any], Any]],
+) -> dict[str, Any]:
     node = await store.get(path)
     try:
-        metadata, specs = request_model.apply(node.metadata, protocol.normalise_specs(node.specs))
+        # Off the event loop: a patch of a large document takes milliseconds.
+        metadata, specs = await asyncio.to_thread(
+            apply, node.metadata, protocol.normalise_specs(node.specs)
+        )
     except ValueError as exc:
         raise ConflictError(str(exc)) from None
     updated = await store.update_metadata(
@@ -185,7 +202,9 @@ async def patch_metadata(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
     body = _parse(protocol.MetadataPatchRequest, await _json(request, store))
-    return await _update(store, path, body)
+    limits = store.limits
+    budget = PatchBudget(limits.max_metadata_bytes, limits.max_patch_operations)
+    return await _update(store, path, functools.partial(body.apply, budget=budget))
 
 
 @router.put("/metadata/{path:path}", summary="Replace a node's metadata and specs")
@@ -193,7 +212,7 @@ async def replace_metadata(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
     body = _parse(protocol.MetadataReplaceRequest, await _json(request, store))
-    return await _update(store, path, body)
+    return await _update(store, path, body.apply)
 
 
 @router.delete("/metadata/{path:path}", summary="Delete a node (recursive=true: and below)")
@@ -231,7 +250,7 @@ async def close_stream(path: str, store: StoreDep, _: WriteMetadata) -> dict[str
 async def put_array(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
-    await store.write_array(path, await _body(request, store))
+    await store.write_array(path, await _data(request, store))
     return {}
 
 
@@ -256,7 +275,7 @@ async def patch_array(
         )
     except ValueError as exc:
         raise ClientInputError(str(exc)) from None
-    body = await _body(request, store)
+    body = await _data(request, store)
     if append:
         node = await store.append_array(path, body, params.shape)
     else:
@@ -361,7 +380,7 @@ async def put_array_block(
         raise ClientInputError("hookbook writes whole blocks only: slice is not supported")
     node = await store.get(path)
     ndim = len(store.array_structure(node, require_data=False).shape)
-    await store.write_block(path, _block_index(block, ndim), await _body(request, store))
+    await store.write_block(path, _block_index(block, ndim), await _data(request, store))
     return {}
 
 
@@ -390,7 +409,7 @@ def _columns(table: Any, columns: list[str] | None) -> Any:
 async def put_table(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
-    await store.write_table(path, table_from_ipc(await _body(request, store)))
+    await store.write_table(path, await _table(request, store))
     return {}
 
 
@@ -423,7 +442,7 @@ async def put_partition(
     _: WriteMetadata,
     partition: Annotated[int, Query(ge=0)],
 ) -> dict[str, Any]:
-    await store.write_table(path, table_from_ipc(await _body(request, store)), partition)
+    await store.write_table(path, await _table(request, store), partition)
     return {}
 
 
@@ -435,6 +454,6 @@ async def append_partition(
     _: WriteMetadata,
     partition: Annotated[int, Query(ge=0)],
 ) -> dict[str, Any]:
-    table = table_from_ipc(await _body(request, store))
+    table = await _table(request, store)
     node = await store.append_table(path, table, partition)
     return node.structure or {}
