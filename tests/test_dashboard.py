@@ -324,6 +324,30 @@ def test_a_read_only_key_sees_but_cannot_act_and_is_told_why(server, hook_id):
         assert len(admin.webhooks.history(hook_id)) == 1  # no ping was queued
 
 
+def test_a_key_without_read_metadata_sees_no_payload_or_path(server, receiver):
+    """The API's rule on the pages too: a delivery's payload carries node metadata and
+    the node's path, so a key with read:webhooks alone sees neither."""
+    with from_uri(server.uri) as client:
+        hook = client.webhooks.register(receiver.url)
+        client.create_container("private_run", metadata={"token": "CONFIDENTIAL"})
+    server.drain()
+    with from_uri(server.uri) as client:
+        (record,) = client.webhooks.history(hook.id)
+    with sign_in(server, READER["key"]) as client:
+        pages = [
+            client.get(f"/ui/webhooks/{hook.id}").text,
+            client.get(f"/ui/live/webhooks/{hook.id}").json()["html"],
+            client.get(f"/ui/deliveries/{record.id}").text,
+            client.get(f"/ui/live/deliveries/{record.id}").json()["html"],
+        ]
+    for text in pages:
+        assert "CONFIDENTIAL" not in text and "private_run" not in text
+        assert "withheld" in text
+    assert "read:metadata" in pages[2]
+    with sign_in(server, server.api_key) as client:
+        assert "CONFIDENTIAL" in client.get(f"/ui/deliveries/{record.id}").text
+
+
 def test_a_key_without_read_webhooks_is_told_plainly(server, hook_id):
     with sign_in(server, METADATA_ONLY["key"]) as client:
         for path in ("/ui/", f"/ui/webhooks/{hook_id}"):

@@ -113,10 +113,6 @@ class AttemptOut(BaseModel):
         return cls(**a.__dict__)
 
 
-#: Why a delivery record's payload is missing, for a key without ``read:metadata``.
-PAYLOAD_WITHHELD = "the payload carries catalog data: reading it needs the 'read:metadata' scope"
-
-
 class DeliveryOut(BaseModel):
     id: int
     webhook_id: int
@@ -142,15 +138,13 @@ class DeliveryOut(BaseModel):
     def of(cls, d: DeliveryRecord, key: ApiKey) -> DeliveryOut:
         """The record as ``key`` may see it: a catalog event's payload (node metadata)
         only with ``read:metadata``; a ping's (the webhook's own URL) always."""
+        d = d.seen_by(reads_metadata=key.grants("read:metadata"))
         fields = {k: v for k, v in d.__dict__.items() if k in cls.model_fields}
         fields["next_attempt_at"] = (
             datetime.fromtimestamp(d.next_attempt_at, tz=UTC)
             if d.next_attempt_at is not None
             else None
         )
-        if d.event_type != "ping" and not key.grants("read:metadata"):
-            fields["payload"] = None
-            fields["payload_withheld"] = PAYLOAD_WITHHELD
         return cls(**fields)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,13 +61,18 @@ class AttemptRecord:
         )
 
 
+#: Why a delivery record's payload is missing, for a reader without ``read:metadata``.
+PAYLOAD_WITHHELD = "the payload carries catalog data: reading it needs the 'read:metadata' scope"
+
+
 @dataclass(frozen=True)
 class DeliveryRecord:
     id: int
     webhook_id: int
     event_id: str
     event_type: str
-    payload: dict[str, Any]
+    #: The delivered JSON body; None when withheld (see :meth:`seen_by`).
+    payload: dict[str, Any] | None
     status_code: int | None
     attempts: int
     outcome: str
@@ -76,6 +82,17 @@ class DeliveryRecord:
     next_attempt_at: float | None
     redelivery_of: int | None
     attempt_log: tuple[AttemptRecord, ...] | None = None
+    #: Why ``payload`` is None (:data:`PAYLOAD_WITHHELD`), else None.
+    payload_withheld: str | None = None
+
+    def seen_by(self, *, reads_metadata: bool) -> DeliveryRecord:
+        """This record as a reader may see it. A catalog event's payload carries node
+        metadata and the node's path, so a reader without ``read:metadata`` gets it
+        withheld (with the reason); a ping's payload (the webhook's own URL) is always
+        shown. The one place the rule lives: the API and the dashboard both use it."""
+        if reads_metadata or self.event_type == "ping":
+            return self
+        return dataclasses.replace(self, payload=None, payload_withheld=PAYLOAD_WITHHELD)
 
     @classmethod
     def from_row(cls, row: Any, attempt_log: tuple[AttemptRecord, ...] | None = None) -> Any:

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 from ...errors import ClientInputError, ConflictError, HookbookError
+from ...webhooks.records import DeliveryRecord
 from ..deps import ServicesDep, get_webhook_service
 from ..routes.webhooks import DeliveryId, WebhookId
 from ..schemas import EventName
@@ -204,7 +205,9 @@ async def _webhook_page(
 ) -> Response:
     session.require("read:webhooks", "seeing webhooks")
     hook = await service.get(webhook_id)
-    records = await service.history(webhook_id, limit=PAGE_SIZE + 1, before=before, **filters)
+    records = _seen_by(
+        session, await service.history(webhook_id, limit=PAGE_SIZE + 1, before=before, **filters)
+    )
     older = records[PAGE_SIZE - 1].id if len(records) > PAGE_SIZE else None
     live_url = None if before else f"/ui/live/webhooks/{webhook_id}?{urlencode(filters)}"
     return page(
@@ -259,7 +262,7 @@ async def webhook_rows(
     """The newest page of deliveries, as table rows."""
     session.require("read:webhooks", "seeing webhooks")
     filters = _filters(outcome, event_type)
-    records = await service.history(webhook_id, limit=PAGE_SIZE, **filters)
+    records = _seen_by(session, await service.history(webhook_id, limit=PAGE_SIZE, **filters))
     return JSONResponse({"html": render("_delivery_rows.html", records=records, filters=filters)})
 
 
@@ -288,8 +291,14 @@ async def webhook_action(
 # ---- deliveries --------------------------------------------------------------------------
 
 
-async def _delivery_context(service: Any, delivery_id: int) -> dict[str, Any]:
-    delivery = await service.delivery(delivery_id)
+def _seen_by(session: Session, records: list[DeliveryRecord]) -> list[DeliveryRecord]:
+    """Records as the session's key may see them (payloads need ``read:metadata``)."""
+    reads_metadata = session.can("read:metadata")
+    return [record.seen_by(reads_metadata=reads_metadata) for record in records]
+
+
+async def _delivery_context(service: Any, session: Session, delivery_id: int) -> dict[str, Any]:
+    [delivery] = _seen_by(session, [await service.delivery(delivery_id)])
     return {"delivery": delivery, "steps": timeline(delivery)}
 
 
@@ -304,7 +313,7 @@ async def _delivery_page(
     status_code: int = 200,
 ) -> Response:
     session.require("read:webhooks", "seeing deliveries")
-    context = await _delivery_context(service, delivery_id)
+    context = await _delivery_context(service, session, delivery_id)
     return page(
         "delivery.html",
         status_code=status_code,
@@ -334,7 +343,7 @@ async def delivery_detail(
 ) -> Response:
     """A delivery's facts, timeline and attempts; ``settled`` once it is no longer pending."""
     session.require("read:webhooks", "seeing deliveries")
-    context = await _delivery_context(service, delivery_id)
+    context = await _delivery_context(service, session, delivery_id)
     return JSONResponse(
         {
             "html": render("_delivery_detail.html", **context),
