@@ -301,7 +301,8 @@ class Outbox:
             due = due.where(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
         if not self.db.sqlite:
             due = due.with_for_update(skip_locked=True, of=deliveries)
-        async with self.db.write() as tx:
+
+        async def body(tx: WriteTransaction) -> tuple[list[Claim], bool, float | None]:
             ids: list[int] = []
             taken: dict[str, int] = defaultdict(int)
             left_behind = False
@@ -351,8 +352,10 @@ class Outbox:
                 )
                 for row in rows
             ]
-        lease_end = now + self.lease_seconds
-        return claims, left_behind, lease_end if next_due is None else min(next_due, lease_end)
+            lease_end = now + self.lease_seconds
+            return claims, left_behind, min(next_due or lease_end, lease_end)
+
+        return await self.db.transaction(body)
 
     async def release(self, claims: Collection[Claim]) -> None:
         """Give claims back unsent (at shutdown): due now, for the next worker to take."""
@@ -395,7 +398,8 @@ class Outbox:
         webhooks of endpoints that have failed for too long (circuit breaker)."""
         now = self.clock.time()
         stamp = self.clock.now()
-        async with self.db.write() as tx:
+
+        async def body(tx: WriteTransaction) -> set[int]:
             held = sa.select(deliveries.c.id, deliveries.c.lease_token).where(
                 deliveries.c.id.in_([o.claim.delivery_id for o in outcomes])
             )
@@ -424,7 +428,9 @@ class Outbox:
                     await _count_failure(tx, outcome, auto_disable_after, stamp)
             for endpoint in disable:
                 await _disable_endpoint(tx, endpoint, stamp)
-        return {o.claim.delivery_id for o in kept}
+            return {o.claim.delivery_id for o in kept}
+
+        return await self.db.transaction(body)
 
     async def pending(self, limit: int = 20) -> tuple[int, list[DeliveryRecord]]:
         """How many deliveries are unsettled, and the first ``limit`` of them."""
