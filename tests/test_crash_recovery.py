@@ -245,10 +245,11 @@ def test_close_with_a_hanging_receiver_returns_promptly_and_keeps_the_delivery(t
         )
     finally:
         assert close_within(server, 5), "close() blocked on a hanging receiver"
-    ((outcome, attempts, event_id),) = rows(
-        tmp_path, "SELECT outcome, attempts, event_id FROM deliveries"
+    ((outcome, attempts, event_id, lease),) = rows(
+        tmp_path, "SELECT outcome, attempts, event_id, lease_token FROM deliveries"
     )
     assert (outcome, attempts) == ("pending", 0)
+    assert lease is None  # handed over at insert, given back unsent by stop()
 
     receiver.clear()
     with SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]}) as server:
