@@ -201,7 +201,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        self._wakeups: list[Callable[[], None]] = []
+        self.wakeups: list[Callable[[], None]] = []
         if self.sqlite:
             self.reader = _sqlite_engine(url, immediate=False, pool_size=4)
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
@@ -217,7 +217,7 @@ class Database:
 
     def on_new_deliveries(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after each commit that added deliveries."""
-        self._wakeups.append(callback)
+        self.wakeups.append(callback)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -246,7 +246,7 @@ class Database:
             if self._write_lock is not None:
                 self._write_lock.release()
         if tx.new_deliveries:
-            for wake in self._wakeups:
+            for wake in self.wakeups:
                 wake()
         for callback in tx.after_commit:
             callback()

@@ -95,6 +95,15 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Recorded:
+    """What a batch's transaction did: the deliveries it recorded (one whose lease
+    was lost is left out) and the webhooks it disabled."""
+
+    delivery_ids: set[int]
+    disabled_webhooks: set[int]
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointDisabled:
     """Disable every active webhook whose URL goes to ``endpoint``, saying ``reason``."""
 
@@ -115,6 +124,10 @@ class Taker(Protocol):
 
     def take(self, claims: Sequence[Claim]) -> None:
         """The transaction committed: send these leased rows."""
+        ...
+
+    def forget(self, webhook_ids: Collection[int]) -> None:
+        """These webhooks were disabled or deleted: drop their rows not yet sent."""
         ...
 
 
@@ -268,6 +281,11 @@ class Outbox:
         tx.new_deliveries += 1
         return result.inserted_primary_key[0]
 
+    def forget(self, webhook_ids: Collection[int]) -> None:
+        """Tell the in-process worker that these webhooks were disabled or deleted."""
+        if self.taker is not None:
+            self.taker.forget(webhook_ids)
+
     # ---- claim and release --------------------------------------------------
 
     async def claim(
@@ -293,7 +311,7 @@ class Outbox:
         due = (
             sa.select(deliveries.c.id, webhooks.c.url)
             .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-            .where(deliveries.c.next_attempt_at <= now)
+            .where((deliveries.c.next_attempt_at <= now) & webhooks.c.active)
             .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
             .limit(scan)
         )
@@ -390,16 +408,16 @@ class Outbox:
         *,
         auto_disable_after: int,
         disable: Sequence[EndpointDisabled] = (),
-    ) -> set[int]:
-        """Record a batch of outcomes in one transaction; return the ids of the
-        deliveries recorded. One whose lease was lost (another worker took the
-        row after this one's lease ran out) or that went with its webhook is
-        left out: nothing to log the attempt against. ``disable`` turns off the
-        webhooks of endpoints that have failed for too long (circuit breaker)."""
+    ) -> Recorded:
+        """Record a batch of outcomes in one transaction. A delivery whose lease was
+        lost (another worker took the row after this one's lease ran out) or that
+        went with its webhook is left out: nothing to log the attempt against.
+        ``disable`` turns off the webhooks of endpoints that have failed for too
+        long (circuit breaker)."""
         now = self.clock.time()
         stamp = self.clock.now()
 
-        async def body(tx: WriteTransaction) -> set[int]:
+        async def body(tx: WriteTransaction) -> Recorded:
             held = sa.select(deliveries.c.id, deliveries.c.lease_token).where(
                 deliveries.c.id.in_([o.claim.delivery_id for o in outcomes])
             )
@@ -423,12 +441,15 @@ class Outbox:
                     .where(webhooks.c.id.in_(delivered) & (webhooks.c.consecutive_failures != 0))
                     .values(consecutive_failures=0)
                 )
+            disabled: set[int] = set()
             for outcome in kept:
-                if outcome.decision.outcome == "failed":
-                    await _count_failure(tx, outcome, auto_disable_after, stamp)
+                if outcome.decision.outcome == "failed" and await _count_failure(
+                    tx, outcome, auto_disable_after, stamp
+                ):
+                    disabled.add(outcome.claim.webhook_id)
             for endpoint in disable:
-                await _disable_endpoint(tx, endpoint, stamp)
-            return {o.claim.delivery_id for o in kept}
+                disabled |= await _disable_endpoint(tx, endpoint, stamp)
+            return Recorded({o.claim.delivery_id for o in kept}, disabled)
 
         return await self.db.transaction(body)
 
@@ -509,7 +530,8 @@ def _attempt_row(outcome: Outcome) -> dict[str, Any]:
 
 async def _count_failure(
     tx: WriteTransaction, outcome: Outcome, auto_disable_after: int, stamp: datetime
-) -> None:
+) -> bool:
+    """Count a failed delivery against its webhook; True if that disabled it."""
     webhook_id, decision = outcome.claim.webhook_id, outcome.decision
     row = (
         await tx.execute(
@@ -519,7 +541,7 @@ async def _count_failure(
         )
     ).first()
     if row is None:
-        return
+        return False
     failures = row.consecutive_failures + 1
     values: dict[str, Any] = {"consecutive_failures": failures, "time_updated": stamp}
     reason = None
@@ -534,12 +556,14 @@ async def _count_failure(
     await tx.execute(webhooks.update().where(webhooks.c.id == webhook_id).values(**values))
     if reason:
         await settle_queued(tx, webhook_id, f"webhook {reason}")
+    return reason is not None
 
 
 async def _disable_endpoint(
     tx: WriteTransaction, disabled: EndpointDisabled, stamp: datetime
-) -> None:
+) -> set[int]:
     active = await tx.execute(sa.select(webhooks.c.id, webhooks.c.url).where(webhooks.c.active))
+    ids: set[int] = set()
     for hook in active:
         if endpoint_of(hook.url) != disabled.endpoint:
             continue
@@ -549,6 +573,8 @@ async def _disable_endpoint(
             .values(active=False, disabled_reason=disabled.reason, time_updated=stamp)
         )
         await settle_queued(tx, hook.id, f"webhook {disabled.reason}")
+        ids.add(hook.id)
+    return ids
 
 
 async def settle_queued(tx: WriteTransaction, webhook_id: int, reason: str) -> None:

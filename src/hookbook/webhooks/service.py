@@ -102,10 +102,14 @@ class WebhookService:
     async def update(self, webhook_id: int, **changes: Any) -> WebhookRecord:
         """Change what is given (url, events, secret, active); ``active=True``
         re-enables a disabled webhook."""
-        return await self.registry.update(webhook_id, **changes)
+        updated = await self.registry.update(webhook_id, **changes)
+        if not updated.active:
+            self.outbox.forget([webhook_id])  # rows the worker holds, not yet sent
+        return updated
 
     async def delete(self, webhook_id: int) -> None:
         await self.registry.delete(webhook_id)
+        self.outbox.forget([webhook_id])
 
     async def remove_subtree(self, tx: WriteTransaction, segments: tuple[str, ...]) -> None:
         """Inside a node's deletion: remove webhooks registered on it or below it."""

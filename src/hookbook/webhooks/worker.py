@@ -16,8 +16,11 @@ polls every ``poll_interval``.
 
 Limits keep it fair: at most ``max_in_flight`` deliveries held at once, and at
 most ``max_in_flight_per_host`` attempts to one endpoint (host and port), so a
-slow endpoint cannot hold up healthy ones; an endpoint that keeps failing is
-held back by its circuit breaker (:mod:`hookbook.webhooks.breaker`).
+slow endpoint cannot hold up healthy ones. Each endpoint may also have as many
+rows again queued in memory, leased, ready to go as soon as one of its attempts
+ends: the worker then claims once per several deliveries, not once per
+delivery. An endpoint that keeps failing is held back by its circuit breaker
+(:mod:`hookbook.webhooks.breaker`), and its queued rows go back to the outbox.
 
 Stopping has a deadline (``shutdown_grace``): unfinished attempts are
 cancelled and their rows, like rows handed over but not yet sent, are given
@@ -29,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -41,7 +44,7 @@ from ..db import is_transient
 from ..url_safety import Resolver, UrlPolicy
 from .breaker import CircuitBreaker, is_endpoint_failure
 from .clock import Clock
-from .outbox import AttemptResult, Claim, EndpointDisabled, Outbox, Outcome
+from .outbox import AttemptResult, Claim, EndpointDisabled, Outbox, Outcome, Recorded
 from .policy import Decision, classify, decide
 from .secrets import SecretBox, SecretUnavailable
 from .sender import Sender, SenderOptions
@@ -83,6 +86,7 @@ class DeliveryWorker:
                 max_response_bytes=settings.max_response_bytes,
                 response_excerpt_bytes=settings.response_excerpt_bytes,
                 connections_per_endpoint=settings.max_in_flight_per_host,
+                connections=settings.max_in_flight,
                 egress_proxy=settings.egress_proxy,
                 ca_bundle=settings.ca_bundle,
             ),
@@ -103,9 +107,14 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._recorder: asyncio.Task[None] | None = None
         self._sending: dict[asyncio.Task[None], Claim] = {}
-        #: Attempts in flight plus rows reserved at insert, per endpoint.
-        self._per_endpoint: dict[str, int] = defaultdict(int)
+        #: Per endpoint: attempts in flight; rows held (reserved, queued or in flight).
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._held_for: dict[str, int] = defaultdict(int)
+        self._queued: dict[str, deque[Claim]] = defaultdict(deque)
+        self._queued_total = 0
         self._endpoint_webhooks: dict[str, set[int]] = defaultdict(set)
+        #: Webhooks that answered 410 Gone, until that outcome is committed.
+        self._gone: set[int] = set()
         self._reserved = 0
         self._outcomes: list[Outcome] = []
         self._recording = 0
@@ -128,9 +137,11 @@ class DeliveryWorker:
             released = await self.outbox.release_all_leases()
             if released:
                 logger.info("took back %d deliveries a previous run left in flight", released)
-        self.outbox.db.on_new_deliveries(self.wake)
+        if self.wake not in self.outbox.db.wakeups:
+            self.outbox.db.on_new_deliveries(self.wake)
         self.outbox.taker = self
         self._stopping = False
+        self._dirty = True  # whatever is due now, and rows released at start
         self._task = asyncio.create_task(self._run(), name="hookbook-delivery-worker")
         self._recorder = asyncio.create_task(self._record_loop(), name="hookbook-outcomes")
         self.state = "running"
@@ -142,14 +153,26 @@ class DeliveryWorker:
 
     def _held(self) -> int:
         """Deliveries this worker holds: reserved, sending, or not yet recorded."""
-        return self._reserved + len(self._sending) + len(self._outcomes) + self._recording
+        return (
+            self._reserved
+            + self._queued_total
+            + len(self._sending)
+            + len(self._outcomes)
+            + self._recording
+        )
+
+    @property
+    def _hold_limit(self) -> int:
+        """Rows one endpoint may hold: its attempts in flight, and as many queued."""
+        return 2 * self.settings.max_in_flight_per_host
 
     def status(self) -> dict[str, Any]:
         """What the worker is doing, for the health endpoint."""
         return {
             "state": self.state,
             "in_flight": len(self._sending),
-            "endpoints_busy": {e: n for e, n in self._per_endpoint.items() if n},
+            "queued": self._queued_total,
+            "endpoints_busy": {e: n for e, n in self._in_flight.items() if n},
             "endpoints_held_back": self.breaker.status(self.clock.time()),
             "last_error": self.last_error,
         }
@@ -161,12 +184,12 @@ class DeliveryWorker:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        unsent: list[Claim] = []
+        unsent: list[Claim] = self._take_queued(list(self._queued))
         if self._sending:
             _done, pending = await asyncio.wait(
                 list(self._sending), timeout=self.settings.shutdown_grace
             )
-            unsent = [self._sending[task] for task in pending]
+            unsent += [self._sending[task] for task in pending]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -187,28 +210,37 @@ class DeliveryWorker:
         if (
             self._stopping
             or self._held() >= self.settings.max_in_flight
-            or self._per_endpoint[endpoint] >= self.settings.max_in_flight_per_host
+            or self._held_for[endpoint] >= self._hold_limit
             or self.breaker.is_open(endpoint)
         ):
             return False
         self._reserved += 1
-        self._per_endpoint[endpoint] += 1
+        self._held_for[endpoint] += 1
         return True
 
     def unreserve(self, endpoints: Sequence[str]) -> None:
         for endpoint in endpoints:
             self._reserved -= 1
-            self._per_endpoint[endpoint] -= 1
+            self._held_for[endpoint] -= 1
 
     def take(self, claims: Sequence[Claim]) -> None:
         self._reserved -= len(claims)
         if self._stopping:
             for claim in claims:
-                self._per_endpoint[claim.endpoint] -= 1
+                self._held_for[claim.endpoint] -= 1
             asyncio.get_running_loop().create_task(self._release_quietly(claims))
             return
-        for claim in claims:
-            self._launch(claim)
+        self._enqueue(claims)
+
+    def forget(self, webhook_ids: Collection[int]) -> None:
+        ids = set(webhook_ids)
+        for endpoint, queue in list(self._queued.items()):
+            kept = deque(claim for claim in queue if claim.webhook_id not in ids)
+            dropped = len(queue) - len(kept)
+            if dropped:
+                self._queued[endpoint] = kept
+                self._queued_total -= dropped
+                self._held_for[endpoint] -= dropped
 
     async def _release_quietly(self, claims: Sequence[Claim]) -> None:
         try:
@@ -220,10 +252,9 @@ class DeliveryWorker:
 
     def _held_back_webhooks(self, now: float) -> set[int]:
         """Webhooks whose endpoint has no room, or whose breaker holds it back."""
-        limit = self.settings.max_in_flight_per_host
-        endpoints = {e for e, n in self._per_endpoint.items() if n >= limit}
+        endpoints = {e for e, n in self._held_for.items() if n >= self._hold_limit}
         endpoints |= self.breaker.held_back(now)
-        held: set[int] = set()
+        held = set(self._gone)
         for endpoint in endpoints:
             held |= self._endpoint_webhooks[endpoint]
         return held
@@ -232,8 +263,8 @@ class DeliveryWorker:
         if not self.breaker.allows(endpoint, self.clock.time()):
             return 0
         if self.breaker.is_open(endpoint):
-            return 1  # the probe
-        return self.settings.max_in_flight_per_host - self._per_endpoint[endpoint]
+            return 1 - self._held_for[endpoint]  # the probe
+        return self._hold_limit - self._held_for[endpoint]
 
     def _due(self, now: float) -> bool:
         probe = self.breaker.next_probe()
@@ -251,14 +282,15 @@ class DeliveryWorker:
                 free = self.settings.max_in_flight - self._held()
                 if free > 0 and self._due(now):
                     self._dirty = False
-                    claims, self._left_behind, self._next_due = await self.outbox.claim(
-                        limit=free,
-                        exclude_webhooks=self._held_back_webhooks(now),
-                        room=self._room,
+                    held_back = self._held_back_webhooks(now)
+                    claims, left_behind, self._next_due = await self.outbox.claim(
+                        limit=free, exclude_webhooks=held_back, room=self._room
                     )
+                    # Rows of endpoints that had no room were not even looked at.
+                    self._left_behind = left_behind or bool(held_back)
                     for claim in claims:
-                        self._per_endpoint[claim.endpoint] += 1
-                        self._launch(claim)
+                        self._held_for[claim.endpoint] += 1
+                    self._enqueue(claims)
                 self.state = "running"
                 self.last_error = None
                 await self._sleep()
@@ -299,20 +331,69 @@ class DeliveryWorker:
         if self._left_behind:
             self.wake()
 
-    # ---- one delivery -------------------------------------------------------
+    # ---- queues per endpoint --------------------------------------------------
 
-    def _launch(self, claim: Claim) -> None:
-        self._endpoint_webhooks[claim.endpoint].add(claim.webhook_id)
-        task = asyncio.create_task(
-            self._deliver(claim), name=f"hookbook-delivery-{claim.delivery_id}"
-        )
-        self._sending[task] = claim
-        task.add_done_callback(self._sent)
+    def _enqueue(self, claims: Iterable[Claim]) -> None:
+        """Queue held rows; start what their endpoints have room for."""
+        endpoints = set()
+        gone = [claim for claim in claims if claim.webhook_id in self._gone]
+        if gone:  # the webhook is being disabled: give them back unsent
+            for claim in gone:
+                self._held_for[claim.endpoint] -= 1
+            asyncio.get_running_loop().create_task(self._release_quietly(gone))
+        for claim in claims:
+            if claim.webhook_id in self._gone:
+                continue
+            self._endpoint_webhooks[claim.endpoint].add(claim.webhook_id)
+            self._queued[claim.endpoint].append(claim)
+            self._queued_total += 1
+            endpoints.add(claim.endpoint)
+        for endpoint in endpoints:
+            self._pump(endpoint)
+
+    def _pump(self, endpoint: str) -> None:
+        """Start the endpoint's queued rows while it has room (and its breaker allows)."""
+        queue = self._queued[endpoint]
+        now = self.clock.time()
+        while (
+            queue
+            and self._in_flight[endpoint] < self.settings.max_in_flight_per_host
+            and self.breaker.allows(endpoint, now)
+        ):
+            claim = queue.popleft()
+            self._queued_total -= 1
+            self._in_flight[endpoint] += 1
+            probe = self.breaker.start(endpoint)  # while open: this is the one probe
+            task = asyncio.create_task(
+                self._deliver(claim, probe), name=f"hookbook-delivery-{claim.delivery_id}"
+            )
+            self._sending[task] = claim
+            task.add_done_callback(self._sent)
+
+    def _take_queued(self, endpoints: Iterable[str]) -> list[Claim]:
+        """Remove the queued rows of ``endpoints`` (to give them back to the outbox)."""
+        taken: list[Claim] = []
+        for endpoint in endpoints:
+            queue = self._queued.pop(endpoint, deque())
+            taken += queue
+            self._queued_total -= len(queue)
+            self._held_for[endpoint] -= len(queue)
+        return taken
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         claim = self._sending.pop(task)
-        self._per_endpoint[claim.endpoint] -= 1
-        self._slot_freed()
+        endpoint = claim.endpoint
+        self._in_flight[endpoint] -= 1
+        self._held_for[endpoint] -= 1
+        if self.breaker.is_open(endpoint):
+            # Held back: what is queued goes back to the outbox, unsent.
+            unsent = self._take_queued([endpoint])
+            if unsent and not self._stopping:
+                asyncio.get_running_loop().create_task(self._release_quietly(unsent))
+        else:
+            self._pump(endpoint)
+        if self._held_for[endpoint] <= self.settings.max_in_flight_per_host:
+            self._slot_freed()  # room for a claim's worth of rows
 
     def _secret(self, ciphertext: str) -> str:
         secret = self._secrets.get(ciphertext)
@@ -323,35 +404,25 @@ class DeliveryWorker:
             self._secrets[ciphertext] = secret
         return secret
 
-    async def _deliver(self, claim: Claim) -> None:
+    async def _deliver(self, claim: Claim, probe: bool) -> None:
         endpoint = claim.endpoint
-        if not self.breaker.allows(endpoint, self.clock.time()):
-            # Held back by its breaker (claimed before the worker knew its endpoint):
-            # give it back without spending an attempt.
-            await self._release_quietly([claim])
-            return
         try:
             secret = self._secret(claim.secret_ciphertext) if claim.secret_ciphertext else None
+            result = await self.sender.attempt(claim, secret)
         except SecretUnavailable as exc:
             reason = (
                 f"not sent: the signing secret cannot be decrypted ({exc}); "
                 "deliveries are never sent unsigned"
             )
-            self._queue(Outcome(claim, Decision("failed", None, False, reason), None))
+            self._not_sent(claim, probe, reason)
             return
-        probe = self.breaker.start(endpoint)
-        try:
-            result = await self.sender.attempt(claim, secret)
         except asyncio.CancelledError:
             if probe:
                 self.breaker.abandoned(endpoint)
             raise
         except Exception as exc:  # a bug, not the network: settle it visibly, never retry it
             logger.exception("delivery %s: unexpected error while sending", claim.delivery_id)
-            if probe:
-                self.breaker.abandoned(endpoint)
-            reason = f"not sent: internal error ({type(exc).__name__}: {exc})"
-            self._queue(Outcome(claim, Decision("failed", None, False, reason), None))
+            self._not_sent(claim, probe, f"not sent: internal error ({type(exc).__name__}: {exc})")
             return
         self._judge_endpoint(endpoint, result, probe)
         verdict = classify(
@@ -361,7 +432,15 @@ class DeliveryWorker:
             error=result.error,
         )
         decision = decide(verdict, claim.attempts_made + 1, self.settings.retry_schedule)
+        if decision.disable_webhook:  # 410 Gone: send nothing more to it
+            self._gone.add(claim.webhook_id)
+            self.forget([claim.webhook_id])
         self._queue(Outcome(claim, decision, result))
+
+    def _not_sent(self, claim: Claim, probe: bool, reason: str) -> None:
+        if probe:
+            self.breaker.abandoned(claim.endpoint)
+        self._queue(Outcome(claim, Decision("failed", None, False, reason), None))
 
     def _judge_endpoint(self, endpoint: str, result: AttemptResult, probe: bool) -> None:
         if not is_endpoint_failure(result.status_code):
@@ -417,7 +496,7 @@ class DeliveryWorker:
 
     async def _record(
         self, batch: list[Outcome], disable: list[EndpointDisabled]
-    ) -> set[int] | None:
+    ) -> Recorded | None:
         for tries in range(1, _RECORD_TRIES + 1):
             try:
                 return await self.outbox.record(
@@ -433,15 +512,18 @@ class DeliveryWorker:
                 await asyncio.sleep(0.2 * tries)
         return None
 
-    def _after_record(self, batch: list[Outcome], recorded: set[int] | None) -> None:
+    def _after_record(self, batch: list[Outcome], recorded: Recorded | None) -> None:
         now = self.clock.time()
         if recorded is None:
             # Not recorded: the leases run out and the rows are tried again (at least once).
             self._note_due(now + self.outbox.lease_seconds)
+        elif recorded.disabled_webhooks:
+            self.forget(recorded.disabled_webhooks)
         for outcome in batch:
+            self._gone.discard(outcome.claim.webhook_id)
             if recorded is None:
                 continue
-            if outcome.claim.delivery_id not in recorded:
+            if outcome.claim.delivery_id not in recorded.delivery_ids:
                 logger.warning(
                     "delivery %s: not recorded: its lease ran out (another worker has it) "
                     "or it was settled or deleted meanwhile",
