@@ -194,7 +194,8 @@ def test_kill_9_loses_nothing(tmp_path):
                         "SELECT MIN(attempts) FROM deliveries WHERE webhook_id = ?",
                         flaky.id,
                     )[0][0]
-                    return leased == 2 and retried >= 1
+                    # Two in flight (the per-host limit), up to two more queued behind them.
+                    return leased >= 2 and retried >= 1
 
                 wait_until(in_flight_and_retrying, timeout=15, message="deliveries in flight")
         finally:

@@ -62,36 +62,39 @@ def test_a_write_is_sent_without_a_claim_or_any_query_of_the_outbox():
 
 
 def test_rows_are_leased_at_insert_only_up_to_the_free_room():
-    # Per endpoint: 1 attempt in flight and 1 queued behind it; 3 rows at most in all.
-    settings = {"max_in_flight": 3, "max_in_flight_per_host": 1, "retry_schedule": [0.01]}
+    # Per endpoint: 1 attempt in flight and 1 queued behind it. In all: 2 attempts
+    # in flight and 2 queued, so 4 rows.
+    settings = {"max_in_flight": 2, "max_in_flight_per_host": 1, "retry_schedule": [0.01]}
     with ExitStack() as stack:
-        slow = [stack.enter_context(WebhookReceiver()) for _ in range(2)]
+        slow = [stack.enter_context(WebhookReceiver()) for _ in range(3)]
         for receiver in slow:
             receiver.delay(30)  # in flight until the server closes
         server = stack.enter_context(SimpleServer(webhooks=settings))
         client = stack.enter_context(from_uri(server.uri))
-        # Three webhooks to the first endpoint (room for 2), two to the second:
-        # 3 rows fit the worker (max_in_flight); the other 2 stay unleased.
-        for i in range(3):
-            client.webhooks.register(slow[0].url_for(f"/h{i}"))
-        for i in range(2):
-            client.webhooks.register(slow[1].url_for(f"/h{i}"))
-        client.create_container("a")
+        for receiver, count in zip(slow, (3, 3, 1), strict=True):
+            for i in range(count):
+                client.webhooks.register(receiver.url_for(f"/h{i}"))
+        client.create_container("a")  # 7 rows: 2 + 2 leased (each endpoint's room), 3 not
 
-        def leases() -> list[tuple]:
-            return outbox(
-                server, "SELECT lease_token IS NOT NULL, COUNT(*) FROM deliveries GROUP BY 1"
-            )
+        def leased_per_endpoint() -> list[int]:
+            return [
+                outbox(
+                    server,
+                    "SELECT COUNT(*) FROM deliveries JOIN webhooks "
+                    "ON webhooks.id = deliveries.webhook_id "
+                    "WHERE lease_token IS NOT NULL AND webhooks.url LIKE ?",
+                    receiver.url_for("") + "%",
+                )[0][0]
+                for receiver in slow
+            ]
 
-        wait_until(leases, timeout=5, message="the rows are written")
-        assert sorted(leases()) == [(0, 2), (1, 3)]
-        per_endpoint = outbox(
-            server,
-            "SELECT webhooks.url LIKE ?, COUNT(*) FROM deliveries JOIN webhooks "
-            "ON webhooks.id = deliveries.webhook_id WHERE lease_token IS NOT NULL GROUP BY 1",
-            slow[0].url_for("") + "%",
+        wait_until(
+            lambda: outbox(server, "SELECT COUNT(*) FROM deliveries")[0][0] == 7,
+            timeout=5,
+            message="the rows are written",
         )
-        assert sorted(per_endpoint) == [(0, 1), (1, 2)]
+        assert leased_per_endpoint() == [2, 2, 0]
+        assert outbox(server, "SELECT COUNT(*) FROM deliveries WHERE lease_token IS NULL") == [(3,)]
 
 
 def test_a_server_without_a_worker_leases_nothing(tmp_path):

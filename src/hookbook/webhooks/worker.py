@@ -14,13 +14,14 @@ when a slot frees while due rows were left waiting, or when a breaker's probe
 is due. Without a ``NOTIFY`` source on PostgreSQL (the listener is down) it
 polls every ``poll_interval``.
 
-Limits keep it fair: at most ``max_in_flight`` deliveries held at once, and at
-most ``max_in_flight_per_host`` attempts to one endpoint (host and port), so a
-slow endpoint cannot hold up healthy ones. Each endpoint may also have as many
-rows again queued in memory, leased, ready to go as soon as one of its attempts
-ends: the worker then claims once per several deliveries, not once per
-delivery. An endpoint that keeps failing is held back by its circuit breaker
-(:mod:`hookbook.webhooks.breaker`), and its queued rows go back to the outbox.
+Limits keep it fair: at most ``max_in_flight`` attempts at once, and at most
+``max_in_flight_per_host`` to one endpoint (host and port), so a slow endpoint
+cannot hold up healthy ones. Each endpoint may also have as many rows again
+queued in memory, leased, ready to go as soon as one of its attempts ends (and
+the worker as many again as ``max_in_flight`` in all): it then claims once per
+several deliveries, not once per delivery. An endpoint that keeps failing is
+held back by its circuit breaker (:mod:`hookbook.webhooks.breaker`), and its
+queued rows go back to the outbox.
 
 Stopping has a deadline (``shutdown_grace``): unfinished attempts are
 cancelled and their rows, like rows handed over but not yet sent, are given
@@ -123,6 +124,7 @@ class DeliveryWorker:
         self._dirty = True  # something may be due: look at the outbox
         self._left_behind = False  # due rows were left for lack of room
         self._next_due: float | None = None
+        self._looked_at = float("-inf")  # when the worker last claimed
         self._stopping = False
         self._last_prune = -_PRUNE_EVERY  # prune at start (monotonic time may be < 1 h)
         self.state = "stopped"
@@ -160,6 +162,11 @@ class DeliveryWorker:
             + len(self._outcomes)
             + self._recording
         )
+
+    @property
+    def _hold_total(self) -> int:
+        """Rows the worker may hold: attempts in flight, and as many queued."""
+        return 2 * self.settings.max_in_flight
 
     @property
     def _hold_limit(self) -> int:
@@ -209,7 +216,7 @@ class DeliveryWorker:
     def reserve(self, endpoint: str) -> bool:
         if (
             self._stopping
-            or self._held() >= self.settings.max_in_flight
+            or self._held() >= self._hold_total
             or self._held_for[endpoint] >= self._hold_limit
             or self.breaker.is_open(endpoint)
         ):
@@ -266,22 +273,24 @@ class DeliveryWorker:
             return 1 - self._held_for[endpoint]  # the probe
         return self._hold_limit - self._held_for[endpoint]
 
+    def _times(self) -> list[float]:
+        """When something comes due that the last look at the outbox did not see:
+        the next row (a retry, a lease running out), a breaker's probe."""
+        times = (self._next_due, self.breaker.next_probe())
+        return [t for t in times if t is not None and t > self._looked_at]
+
     def _due(self, now: float) -> bool:
-        probe = self.breaker.next_probe()
-        return (
-            self._dirty
-            or (self._next_due is not None and self._next_due <= now)
-            or (probe is not None and probe <= now)
-        )
+        return self._dirty or any(t <= now for t in self._times())
 
     async def _run(self) -> None:
         while not self._stopping:
             try:
                 await self._maybe_prune()
                 now = self.clock.time()
-                free = self.settings.max_in_flight - self._held()
+                free = self._hold_total - self._held()
                 if free > 0 and self._due(now):
                     self._dirty = False
+                    self._looked_at = now
                     held_back = self._held_back_webhooks(now)
                     claims, left_behind, self._next_due = await self.outbox.claim(
                         limit=free, exclude_webhooks=held_back, room=self._room
@@ -308,16 +317,16 @@ class DeliveryWorker:
                 await self._wait_for_wake(min(self.settings.poll_interval, 1.0))
 
     async def _sleep(self) -> None:
-        """Sleep until something may be due: see the module docstring."""
+        """Sleep until something may be due: see the module docstring. With no free
+        room, only a freed slot (or a commit) wakes it."""
         now = self.clock.time()
-        times = [self._next_due, self.breaker.next_probe()]
+        has_room = self._held() < self._hold_total
+        if has_room and self._due(now):
+            return
+        times = self._times() if has_room else []
         if self.polling():
             times.append(now + self.settings.poll_interval)
-        known = [t for t in times if t is not None]
-        timeout = max(0.0, min(known) - now) if known else None
-        if self._dirty and self._held() < self.settings.max_in_flight:
-            return
-        await self._wait_for_wake(timeout)
+        await self._wait_for_wake(max(0.0, min(times) - now) if times else None)
 
     async def _wait_for_wake(self, timeout: float | None) -> None:
         if timeout is None or timeout > 0:
@@ -328,7 +337,7 @@ class DeliveryWorker:
         self._wake.clear()
 
     def _slot_freed(self) -> None:
-        if self._left_behind:
+        if self._left_behind or self._due(self.clock.time()):
             self.wake()
 
     # ---- queues per endpoint --------------------------------------------------
@@ -358,6 +367,7 @@ class DeliveryWorker:
         while (
             queue
             and self._in_flight[endpoint] < self.settings.max_in_flight_per_host
+            and len(self._sending) < self.settings.max_in_flight
             and self.breaker.allows(endpoint, now)
         ):
             claim = queue.popleft()
@@ -381,6 +391,7 @@ class DeliveryWorker:
         return taken
 
     def _sent(self, task: asyncio.Task[None]) -> None:
+        was_full = len(self._sending) >= self.settings.max_in_flight
         claim = self._sending.pop(task)
         endpoint = claim.endpoint
         self._in_flight[endpoint] -= 1
@@ -392,6 +403,9 @@ class DeliveryWorker:
                 asyncio.get_running_loop().create_task(self._release_quietly(unsent))
         else:
             self._pump(endpoint)
+        if was_full:  # every attempt slot was taken: others may be waiting for this one
+            for waiting in list(self._queued):
+                self._pump(waiting)
         if self._held_for[endpoint] <= self.settings.max_in_flight_per_host:
             self._slot_freed()  # room for a claim's worth of rows
 
@@ -538,7 +552,7 @@ class DeliveryWorker:
         self._slot_freed()
 
     def _note_due(self, when: float) -> None:
-        if self._next_due is None or when < self._next_due:
+        if self._next_due is None or self._next_due <= self._looked_at or when < self._next_due:
             self._next_due = when
             self._wake.set()
 
