@@ -226,7 +226,9 @@ def bench_e2e(args: argparse.Namespace, receiver: FastReceiver) -> dict[str, flo
 # ---- load ------------------------------------------------------------------------
 
 
-def bench_load(args: argparse.Namespace, receiver: FastReceiver) -> dict[str, float]:
+def bench_load(
+    args: argparse.Namespace, receiver: FastReceiver, python: str = sys.executable
+) -> dict[str, float]:
     import socket
 
     import yaml
@@ -253,7 +255,7 @@ def bench_load(args: argparse.Namespace, receiver: FastReceiver) -> dict[str, fl
         log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [
-                sys.executable,
+                python,
                 "-m",
                 "hookbook.cli",
                 "serve",
@@ -349,6 +351,13 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=60)
     parser.add_argument("--writers", type=int, default=20)
     parser.add_argument("--only", nargs="*", default=["drain", "e2e", "load"])
+    parser.add_argument(
+        "--baseline-rounds",
+        type=int,
+        default=0,
+        help="load: also run hookbook at the baseline commit (bench/_envs.py), alternating, "
+        "this many rounds each",
+    )
     args = parser.parse_args()
     quiet_logs()
     results: dict[str, Any] = {"load_average_start": os.getloadavg()[0]}
@@ -362,7 +371,14 @@ def main() -> None:
         if "e2e" in args.only:
             results["e2e"] = bench_e2e(args, receiver)
             results["e2e"]["lag_over_post"] = results["e2e"]["lag_p50"] / results["e2e"]["post_p50"]
-        if "load" in args.only:
+        if "load" in args.only and args.baseline_rounds:
+            from _envs import BASELINE, baseline_python
+
+            pythons = {"current": sys.executable, f"baseline {BASELINE}": str(baseline_python())}
+            for round_ in range(1, args.baseline_rounds + 1):
+                for name, python in pythons.items():
+                    results[f"load round {round_}, {name}"] = bench_load(args, receiver, python)
+        elif "load" in args.only:
             results["load"] = bench_load(args, receiver)
     finally:
         receiver.close()

@@ -103,7 +103,8 @@ async def _terminate(pg_url: str) -> int:
     conn = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
     try:
         rows = await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            # With a timeout, it returns once each backend has exited (PostgreSQL 14+).
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
             "WHERE datname = $1 AND pid <> pg_backend_pid()",
             name,
         )

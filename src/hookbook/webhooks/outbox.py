@@ -142,8 +142,9 @@ _CLAIM_COLUMNS = (
     events.c.body,
 )
 
-#: With a per-endpoint limit, how many due rows a claim looks at per row it may take.
-_SCAN_FACTOR = 8
+#: With a per-endpoint limit, how many due rows a claim looks at per row it may take
+#: (rows of endpoints with no room at all are left out by the query itself).
+_SCAN_FACTOR = 2
 
 _b = sa.bindparam
 _SENT = (
@@ -307,10 +308,12 @@ class Outbox:
         """
         now = self.clock.time()
         token = uuid.uuid4().hex
-        scan = limit if room is None else max(limit * _SCAN_FACTOR, 256)
+        # One row more than may be taken tells whether any are left behind.
+        scan = limit + 1 if room is None else min(limit * _SCAN_FACTOR, 256) + 1
         due = (
-            sa.select(deliveries.c.id, webhooks.c.url)
+            sa.select(*_CLAIM_COLUMNS)
             .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+            .join(events, events.c.id == deliveries.c.event_row_id)
             .where((deliveries.c.next_attempt_at <= now) & webhooks.c.active)
             .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
             .limit(scan)
@@ -321,11 +324,11 @@ class Outbox:
             due = due.with_for_update(skip_locked=True, of=deliveries)
 
         async def body(tx: WriteTransaction) -> tuple[list[Claim], bool, float | None]:
-            ids: list[int] = []
+            claims: list[Claim] = []
             taken: dict[str, int] = defaultdict(int)
             left_behind = False
             for row in await tx.execute(due):
-                if len(ids) >= limit:
+                if len(claims) >= limit:
                     left_behind = True
                     break
                 if room is not None:
@@ -334,7 +337,26 @@ class Outbox:
                         left_behind = True
                         continue
                     taken[endpoint] += 1
-                ids.append(row.id)
+                claims.append(
+                    Claim(
+                        delivery_id=row.id,
+                        lease_token=token,
+                        webhook_id=row.webhook_id,
+                        url=row.url,
+                        secret_ciphertext=row.secret_ciphertext,
+                        event_id=row.event_id,
+                        event_type=row.event_type,
+                        body=row.body,
+                        attempts_made=row.attempts,
+                    )
+                )
+            lease_end = now + self.lease_seconds
+            if claims:
+                await tx.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id.in_([claim.delivery_id for claim in claims]))
+                    .values(next_attempt_at=lease_end, lease_token=token)
+                )
             next_due = (
                 await tx.execute(
                     sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
@@ -342,35 +364,6 @@ class Outbox:
                     )
                 )
             ).scalar()
-            if not ids:
-                return [], left_behind, next_due
-            await tx.execute(
-                deliveries.update()
-                .where(deliveries.c.id.in_(ids))
-                .values(next_attempt_at=now + self.lease_seconds, lease_token=token)
-            )
-            rows = await tx.execute(
-                sa.select(*_CLAIM_COLUMNS)
-                .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-                .join(events, events.c.id == deliveries.c.event_row_id)
-                .where(deliveries.c.id.in_(ids))
-                .order_by(deliveries.c.id)
-            )
-            claims = [
-                Claim(
-                    delivery_id=row.id,
-                    lease_token=token,
-                    webhook_id=row.webhook_id,
-                    url=row.url,
-                    secret_ciphertext=row.secret_ciphertext,
-                    event_id=row.event_id,
-                    event_type=row.event_type,
-                    body=row.body,
-                    attempts_made=row.attempts,
-                )
-                for row in rows
-            ]
-            lease_end = now + self.lease_seconds
             return claims, left_behind, min(next_due or lease_end, lease_end)
 
         return await self.db.transaction(body)

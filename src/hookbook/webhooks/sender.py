@@ -133,6 +133,7 @@ class Sender:
         self.clock = clock
         self._seam = transport
         self._session: aiohttp.ClientSession | None = None
+        self._literals_passed: set[str] = set()
         self._httpx: httpx.AsyncClient | None = None
         self._timeout = aiohttp.ClientTimeout(
             total=None,
@@ -149,11 +150,12 @@ class Sender:
 
     def _aiohttp(self) -> aiohttp.ClientSession:
         if self._session is None:
+            proxied = self.options.egress_proxy is not None  # the proxy enforces the rules
             connector = aiohttp.TCPConnector(
                 limit=self.options.connections,
                 limit_per_host=self.options.connections_per_endpoint,
-                resolver=CheckingResolver(self.policy, self.resolver),
-                use_dns_cache=False,  # every new connection is resolved and checked
+                resolver=None if proxied else CheckingResolver(self.policy, self.resolver),
+                use_dns_cache=proxied,  # unproxied, every new connection is resolved and checked
                 ssl=self._ssl_context(),
             )
             self._session = aiohttp.ClientSession(
@@ -203,11 +205,17 @@ class Sender:
             checked = _checked_url(url, self.policy)
         except UnsafeURLError as exc:
             return _refused(exc)
-        if checked.literal is not None:
+        if (
+            checked.literal is not None
+            and self.options.egress_proxy is None
+            and checked.url not in self._literals_passed
+        ):
             try:
                 await check_target(checked.url, self.policy, self.resolver)
             except UnsafeURLError as exc:
                 return _refused(exc)
+            # An address written in the URL never changes: its check holds for good.
+            self._literals_passed.add(checked.url)
         address = None
         try:
             async with self._aiohttp().post(
