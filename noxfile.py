@@ -13,7 +13,8 @@ import sys
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "notebooks", "docs"]
+# browser runs after docs: it checks the built site too.
+nox.options.sessions = ["lint", "tests", "notebooks", "docs", "browser"]
 nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
@@ -41,6 +42,7 @@ def tests(session: nox.Session) -> None:
     session.run(
         "pytest",
         "--ignore=tests/test_notebooks.py",
+        "--ignore=tests/browser",  # the browser session runs those
         *session.posargs,
         env={"PYTHONFAULTHANDLER": "1"},
     )
@@ -71,3 +73,27 @@ def docs(session: nox.Session) -> None:
         out,
         *session.posargs,
     )
+
+
+SITE = os.path.join("docs", "_build", "html")
+
+
+@nox.session(python=PYTHON)
+def browser(session: nox.Session) -> None:
+    """Drive the dashboard, the inspector and the built docs in headless Chromium.
+
+    Uses Debian's chromium (or HOOKBOOK_CHROMIUM), never Playwright's download. Runs
+    after ``docs``, whose site it checks; without Chromium the tests skip, saying why
+    (a failure under CI=true).
+    """
+    if not os.path.exists(os.path.join(SITE, "index.html")):
+        session.error(f"the docs site is not built ({SITE}): run `nox -s docs browser`")
+    session.install("-e", ".[browser]")
+    session.run("pytest", "tests/browser", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def screenshots(session: nox.Session) -> None:
+    """Regenerate the dashboard and inspector images in docs/_static/screenshots/."""
+    session.install("-e", ".[browser]")
+    session.run("python", "-m", "browser.screenshots", env={"PYTHONPATH": "tests"})

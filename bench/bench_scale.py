@@ -56,7 +56,6 @@ import json
 import os
 import select
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -74,6 +73,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import _targets  # noqa: E402
 import httpx  # noqa: E402
 import yaml  # noqa: E402
 from _common import (  # noqa: E402
@@ -86,6 +86,12 @@ from _common import (  # noqa: E402
     p95,
     report,
 )
+from _targets import (  # noqa: E402
+    Serve,
+    bounded_poll,
+    machine_jiffies,
+    proc_cpu,
+)
 
 SECTIONS = ("receiver", "processes", "fanout", "backlog")
 API_KEY = "bench_scale_key"
@@ -96,58 +102,6 @@ PG_ADMIN = os.environ.get("HOOKBOOK_BENCH_POSTGRES", "postgresql://postgres@127.
 HOLD_SECONDS = 365 * 86400.0
 #: Seconds between the release of a held backlog and the instant it comes due.
 RELEASE_LEAD = 1.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def bounded_poll(
-    predicate: Callable[[], Any], *, timeout: float, interval: float, what: str
-) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; ``TimeoutError`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:g} s for {what}")
-        time.sleep(interval)
-
-
-def proc_rss(pid: int) -> int | None:
-    """``VmRSS`` of a process, in bytes (None once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def machine_jiffies() -> tuple[int, int]:
-    """(busy, total) CPU jiffies of the whole machine, from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as fh:
-        values = [int(v) for v in fh.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    total = sum(values[:8])  # guest time is already in user
-    return total - idle, total
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 # ---- the receiver -----------------------------------------------------------
@@ -212,98 +166,15 @@ class Receiver:
 # ---- hookbook serve processes -----------------------------------------------
 
 
-class Serve:
-    """``hookbook serve --config F --port P [--worker-only]`` as a child process."""
-
-    def __init__(self, config: Path, *, worker_only: bool = False) -> None:
-        self.port = free_port()
-        self.worker_only = worker_only
-        kind = "worker" if worker_only else "serve"
-        self.log = config.with_name(f"{kind}-{self.port}.log")
-        self._log_file = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
-        args = ["--worker-only"] if worker_only else []
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hookbook.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--port",
-                str(self.port),
-                *args,
-            ],
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.pid = self.proc.pid
-
-    def output(self) -> str:
-        self._log_file.flush()
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(
-                f"hookbook serve exited with {self.proc.returncode}:\n{self.output()}"
-            )
-        if self.worker_only:
-            return "delivery worker running" in self.log.read_text(errors="replace")
-        try:
-            return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def wait_ready(self, timeout: float = 120.0) -> Serve:
-        try:
-            bounded_poll(self._ready, timeout=timeout, interval=0.05, what="hookbook serve")
-        except TimeoutError:
-            raise TimeoutError(f"not ready in {timeout:g} s:\n{self.output()}") from None
-        return self
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=f"{self.base_url}/api/v1",
-            headers={"Authorization": f"Apikey {API_KEY}"},
-            timeout=60,
-            trust_env=False,
-        )
-
-    def rss(self) -> int | None:
-        return proc_rss(self.pid)
-
-    def cpu(self) -> float:
-        return proc_cpu(self.pid)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log_file.close()
-
-
 @contextlib.contextmanager
 def running(
     config: Path, n: int, *, worker_only: bool, timeout: float = 120.0
 ) -> Iterator[list[Serve]]:
-    """Start ``n`` processes (all at once), wait until each is ready, stop them all after."""
-    procs: list[Serve] = []
-    try:
-        for _ in range(n):
-            procs.append(Serve(config, worker_only=worker_only))
-        for p in procs:
-            p.wait_ready(timeout)
+    """``n`` processes of ``hookbook serve`` on ``config``, ready; stopped after."""
+    with _targets.running(
+        config, n, api_key=API_KEY, worker_only=worker_only, timeout=timeout
+    ) as procs:
         yield procs
-    finally:
-        for p in procs:
-            p.stop()
 
 
 # ---- databases --------------------------------------------------------------

@@ -45,7 +45,6 @@ shared, busy machine it is much steadier.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import threading
 import time
@@ -54,7 +53,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import httpx
 import numpy as np
 from _common import (
     MB,
@@ -72,6 +70,7 @@ from _common import (
     time_calls,
     wait_until,
 )
+from _targets import REPLAYED_HEADERS, replay
 
 from hookbook import events as ev
 from hookbook.client import from_uri
@@ -393,41 +392,6 @@ async def record_events(server: SimpleServer, n: int, prefix: str) -> None:
         await store.create("", f"{prefix}{i}", "container")
 
 
-def replay(requests: list[tuple[str, bytes, dict[str, str]]], concurrency: int) -> float:
-    """POST every (url, body, headers) with plain httpx, ``concurrency`` at a time,
-    keep-alive; return the elapsed seconds."""
-
-    async def run() -> float:
-        queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
-        for item in requests:
-            queue.put_nowait(item)
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as http:
-
-            async def worker() -> None:
-                while not queue.empty():
-                    url, body, headers = queue.get_nowait()
-                    response = await http.post(url, content=body, headers=headers)
-                    response.raise_for_status()
-
-            start = time.perf_counter()
-            await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), 600)
-            return time.perf_counter() - start
-
-    return asyncio.run(run())
-
-
-_REPLAYED_HEADERS = (
-    "content-type",
-    "user-agent",
-    "x-tiled-event-id",
-    "x-tiled-signature",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-)
-
-
 def bench_throughput(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
     n_events = args.events
     n_hooks = 10
@@ -479,7 +443,7 @@ def bench_throughput(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
             (
                 receiver.url_for(d.path),
                 d.body,
-                {k: d.headers[k] for k in _REPLAYED_HEADERS if k in d.headers},
+                {k: d.headers[k] for k in REPLAYED_HEADERS if k in d.headers},
             )
             for d in received
         ]

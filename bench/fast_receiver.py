@@ -61,7 +61,15 @@ class Recorder:
         # (event_id or None, arrival, path, body or None)
         self.arrivals: list[tuple[str | None, float, str, bytes | None]] = []
 
-    def record(self, event_id: str | None, arrival: float, path: str, body: bytes) -> None:
+    def record(
+        self,
+        event_id: str | None,
+        arrival: float,
+        path: str,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """One request (``headers``, lower-cased names, for subclasses that keep them)."""
         self.requests += 1
         if self.first is None:
             self.first = arrival
@@ -174,7 +182,7 @@ class HttpConnection(asyncio.Protocol):
             self.recorder.reset()
             self._answer(b"{}", close)
         else:
-            self.recorder.record(headers.get("x-tiled-event-id"), arrival, path, body)
+            self.recorder.record(headers.get("x-tiled-event-id"), arrival, path, body, headers)
             self.transport.write(OK_CLOSE if close else OK)
         if close:
             self.transport.close()

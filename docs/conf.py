@@ -38,6 +38,7 @@ extensions = [
     "myst_nb",  # MyST markdown pages and MyST-notebook execution (includes myst_parser)
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
+    "sphinx_copybutton",  # a copy button on every code block
     "hookbook_docs",  # docs/_ext: copies the notebooks, generates reference pages, the kernel
 ]
 
@@ -99,12 +100,22 @@ napoleon_use_rtype = False
 
 # -- HTML -----------------------------------------------------------------------------------
 
-html_theme = "alabaster"  # ships with Sphinx: nothing to download
+# The Jupyter Book family's theme (the tutorials are notebooks): pydata-sphinx-theme, which
+# sphinx-book-theme builds on. Everything it needs ships in the package: no fonts, scripts or
+# icons are fetched, at build time or in the browser.
+html_theme = "pydata_sphinx_theme"
 html_title = f"hookbook {release}"
 html_theme_options = {
-    "description": "Catalog webhooks you can see, test and trust.",
-    "fixed_sidebar": True,
-    "page_width": "1100px",
-    "sidebar_width": "250px",
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "header_links_before_dropdown": 4,
+    "secondary_sidebar_items": ["page-toc"],
 }
+html_static_path = ["_static"]
+# Every pre and table scrolls sideways instead of being cut off (narrow screens included).
+html_css_files = ["hookbook.css"]
 html_show_sourcelink = False
+
+# Copy buttons: leave prompts ("$ ", ">>> ") out of what is copied.
+copybutton_prompt_text = r"\$ |>>> |\.\.\. "
+copybutton_prompt_is_regexp = True

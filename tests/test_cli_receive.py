@@ -66,3 +66,7 @@ def test_receive_prints_deliveries_and_stops_on_ctrl_c() -> None:
     assert "run1/det" in text or "['run1', 'det']" in text
     assert "ab" * 16 in text
     assert "valid" in text.lower()
+    assert (
+        f"Inspector (deliveries live, fault controls): http://127.0.0.1:{port}/_hookbook/?token="
+        in text
+    )

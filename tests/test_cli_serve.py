@@ -127,6 +127,7 @@ def test_serve_prints_where_it_listens_serves_and_stops_cleanly(config, tmp_path
         server.kill()
     assert rc == 0, (rc, out, err)
     assert out.rstrip().endswith("hookbook stopped")
+    assert f"dashboard http://127.0.0.1:{port}/ui/" in out
     assert "Traceback" not in err
     assert (tmp_path / "catalog data" / "hookbook.db").exists()
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 from rich.console import Console
 
+from conftest import wait_until
 from hookbook import demo
 from hookbook.demo import run_demo
 
@@ -126,3 +131,77 @@ def test_hookbook_demo_command() -> None:
     assert "What the receiver got" in result.stdout
     assert "5 events delivered" in result.stdout
     assert "Traceback" not in result.stderr
+    # The demo explains the relaxed local-development rules itself; the log does not repeat it.
+    assert "relaxed" not in result.stderr
+    assert "hookbook tutorials" in " ".join(result.stdout.strip().splitlines()[-3:])
+
+
+def test_demo_ends_by_naming_the_tutorials_command() -> None:
+    console = _console()
+    assert run_demo(console=console) == 0
+    last = console.export_text().strip().splitlines()[-3:]
+    assert "`hookbook tutorials`" in " ".join(last)
+
+
+def test_demo_ui_keeps_both_pages_up_until_stopped() -> None:
+    output = io.StringIO()
+    console = Console(file=output, width=200, color_system=None)
+    stop = threading.Event()
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(run_demo(console=console, ui=True, stop_event=stop))
+    )
+    thread.start()
+    try:
+        text = wait_until(
+            lambda: "Press Ctrl-C to stop." in output.getvalue() and output.getvalue(),
+            timeout=60,
+            message="the demo prints the pages' addresses",
+        )
+        dashboard = re.search(r"http://127\.0\.0\.1:\d+/ui/\?token=\S+", text).group(0)
+        inspector = re.search(r"http://127\.0\.0\.1:\d+/_hookbook/\?token=\S+", text).group(0)
+        with httpx.Client() as browser:
+            assert browser.get(dashboard).status_code == 200  # signs in
+            page = browser.get(dashboard.split("?")[0])
+            assert page.status_code == 200 and "/webhook" in page.text
+        shown = httpx.get(inspector.replace("/?", "/api/deliveries?"))
+        assert shown.json()["total"] == 6  # five events, one retried
+    finally:
+        stop.set()
+        thread.join(30)
+    assert result == [0]
+    assert "Stopped: the server, the receiver and the temporary directory are gone." in (
+        output.getvalue()
+    )
+    with pytest.raises(httpx.TransportError):
+        httpx.get(dashboard, timeout=2)
+
+
+@pytest.mark.slow
+def test_hookbook_demo_ui_command_stops_on_ctrl_c() -> None:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [_hookbook_command(), "demo", "--ui"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Press Ctrl-C to stop." in line:
+                break
+        text = "".join(lines)
+        dashboard = re.search(r"http://127\.0\.0\.1:\d+/ui/\?token=\S+", text)
+        assert dashboard, text
+        assert httpx.get(dashboard.group(0)).status_code == 200
+        assert "/_hookbook/?token=" in text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, text + out + err
+    assert "Stopped:" in out
+    assert "relaxed" not in err and "Traceback" not in err

@@ -99,7 +99,16 @@ async def _schema_diff(conn) -> list:
     return await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), metadata))
 
 
-ALL_TABLES = ["alembic_version", "attempts", "deliveries", "events", "nodes", "webhooks"]
+ALL_TABLES = [
+    "alembic_version",
+    "attempts",
+    "deliveries",
+    "events",
+    "nodes",
+    "ui_sessions",
+    "ui_signin_tokens",
+    "webhooks",
+]
 
 
 def check_upgrade(url: str, directory) -> None:

@@ -69,7 +69,8 @@ def test_readme_starts_with_the_two_commands() -> None:
 
 
 def test_the_two_commands_are_current() -> None:
-    """``hookbook demo`` is a real command; a bare ``nox`` runs tests, notebooks, docs, lint."""
+    """``hookbook demo`` is a real command; a bare ``nox`` runs lint, tests, notebooks,
+    docs, then the browser tests (after docs: they check the built site)."""
     from hookbook.cli import build_parser
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -83,7 +84,8 @@ def test_the_two_commands_are_current() -> None:
         if isinstance(node, ast.Assign)
         and any(ast.unparse(t) == "nox.options.sessions" for t in node.targets)
     )
-    assert set(sessions) == {"tests", "notebooks", "docs", "lint"}
+    assert set(sessions) == {"tests", "notebooks", "docs", "lint", "browser"}
+    assert sessions.index("browser") > sessions.index("docs")
     functions = {n.name for n in ast.walk(noxfile) if isinstance(n, ast.FunctionDef)}
     assert set(sessions) <= functions
 

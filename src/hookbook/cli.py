@@ -1,4 +1,4 @@
-"""The ``hookbook`` command: ``serve``, ``demo`` and ``receive``."""
+"""The ``hookbook`` command: ``serve``, ``demo``, ``receive`` and ``tutorials``."""
 
 from __future__ import annotations
 
@@ -48,10 +48,13 @@ def _serve(args: argparse.Namespace) -> int:
     webhooks = "on" if settings.webhooks is not None else "off"
 
     def banner(port: int) -> str:
+        dashboard = (
+            f"; dashboard http://{args.host}:{port}/ui/" if settings.webhooks is not None else ""
+        )
         return (
             f"hookbook {__version__} serving http://{args.host}:{port}/api/v1/ "
             f"with {args.processes} process(es) (directory {settings.directory}, "
-            f"webhooks {webhooks}); Ctrl-C stops"
+            f"webhooks {webhooks}{dashboard}); Ctrl-C stops"
         )
 
     if args.processes > 1:
@@ -135,7 +138,24 @@ def _run_worker_only(settings) -> int:  # type: ignore[no-untyped-def]
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(show_json=args.json)
+    return run_demo(show_json=args.json, ui=args.ui)
+
+
+def _tutorials(args: argparse.Namespace) -> int:
+    from .tutorials import HOW_TO_OPEN, copy_tutorials
+
+    copied = copy_tutorials(args.folder, force=args.force)
+    print(f"Copied {len(copied)} tutorial notebooks into {Path(args.folder).resolve()}:")
+    for path in copied:
+        print(f"  {path.name}")
+    print("They are MyST Markdown notebooks: Jupyter opens them through jupytext. To run them:")
+    for line in HOW_TO_OPEN:
+        print(f"  {line.format(folder=args.folder)}")
+    print(
+        "then, in JupyterLab, right-click a file and choose Open With > Notebook. "
+        f"Start with {copied[0].name}."
+    )
+    return 0
 
 
 def _receive(args: argparse.Namespace) -> int:
@@ -147,7 +167,7 @@ def _receive(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hookbook", description="Catalog webhooks: serve, demo, receive."
+        prog="hookbook", description="Catalog webhooks: serve, demo, receive, tutorials."
     )
     parser.add_argument("--version", action="version", version=f"hookbook {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -170,7 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole webhook flow, in-process, as tables")
     demo.add_argument("--json", action="store_true", help="also print each payload")
+    demo.add_argument(
+        "--ui",
+        action="store_true",
+        help="then keep the server and receiver running to open the dashboard and the "
+        "inspector in a browser (Ctrl-C stops)",
+    )
     demo.set_defaults(func=_demo)
+
+    tutorials = sub.add_parser(
+        "tutorials", help="copy the tutorial notebooks into a folder to open in Jupyter"
+    )
+    tutorials.add_argument(
+        "folder", nargs="?", default="hookbook-tutorials", help="default: ./hookbook-tutorials"
+    )
+    tutorials.add_argument("--force", action="store_true", help="overwrite files already there")
+    tutorials.set_defaults(func=_tutorials)
 
     receive = sub.add_parser("receive", help="print the webhook deliveries a port receives")
     receive.add_argument("--port", type=int, default=9000, help="default: 9000")

@@ -163,6 +163,27 @@ attempts = sa.Table(
 )
 
 
+# The dashboard's sign-ins (hookbook.server.ui.sessions). Only hashes are stored:
+# of the session id (the cookie), of the one-time token, and of the API key.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("time_created", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_ui_sessions_expires", "expires_at"),
+)
+
+ui_signin_tokens = sa.Table(
+    "ui_signin_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 

@@ -10,16 +10,21 @@ what the receiver got and what the server's delivery history says. The
 receiver refuses the first delivery once, so the history shows a retry.
 
 Nothing is left behind: the server's temporary directory is removed and both
-servers are stopped before it returns.
+servers are stopped before it returns. With ``ui=True`` (``hookbook demo --ui``)
+both keep running after the tables, and the demo prints the addresses of the
+server's dashboard and the receiver's inspector, until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import secrets
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rich import box
@@ -147,13 +152,49 @@ def _write_entries(client: Any, console: Console) -> list[str]:
     return done
 
 
-def run_demo(show_json: bool = False, console: Console | None = None) -> int:
+class _RelaxedRulesNotice(logging.Filter):
+    """Drops the server's log warning about the relaxed local-development rules: the
+    demo says the same in its own words, so the log need not repeat it mid-output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("webhook target rules relaxed")
+
+
+@contextlib.contextmanager
+def _quiet_relaxed_rules_warning() -> Iterator[None]:
+    handlers = list(logging.getLogger().handlers)
+    notice = _RelaxedRulesNotice()
+    for handler in handlers:
+        handler.addFilter(notice)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(notice)
+
+
+def run_demo(
+    show_json: bool = False,
+    console: Console | None = None,
+    *,
+    ui: bool = False,
+    stop_event: threading.Event | None = None,
+) -> int:
     """Run the register -> write -> deliver -> history flow in-process and print it.
 
     Returns 0 when every event was delivered, with a valid signature, and the
     history agrees; 1 otherwise (saying what went wrong). ``show_json`` also
     prints each payload. ``console`` defaults to a new :class:`rich.console.Console`.
+    With ``ui``, the server and the receiver then keep running, and their pages'
+    addresses are printed, until Ctrl-C (or until ``stop_event`` is set).
     """
+    with _quiet_relaxed_rules_warning():
+        return _run(show_json, console, ui=ui, stop_event=stop_event)
+
+
+def _run(
+    show_json: bool, console: Console | None, *, ui: bool, stop_event: threading.Event | None
+) -> int:
     from .client import from_uri
     from .server import SimpleServer
     from .testing import WebhookReceiver
@@ -167,35 +208,64 @@ def run_demo(show_json: bool = False, console: Console | None = None) -> int:
         "in a temporary directory. The server's local-development rules let it deliver to "
         "http://127.0.0.1 (production refuses both plain http and private addresses)."
     )
-    with (
-        WebhookReceiver(secret=secret) as receiver,
-        SimpleServer(
-            enable_webhooks=True, webhooks={"retry_schedule": list(DEMO_RETRY_SCHEDULE)}
-        ) as server,
-        from_uri(server.uri) as client,
-    ):
-        hook = client.webhooks.register(receiver.url, secret=secret)
-        console.print(
-            f"Registered webhook {hook.id} on the catalog root -> {hook.url} (signed with a "
-            "secret; every event type)."
+    with contextlib.ExitStack() as running:
+        receiver = running.enter_context(WebhookReceiver(secret=secret))
+        server = running.enter_context(
+            SimpleServer(
+                enable_webhooks=True, webhooks={"retry_schedule": list(DEMO_RETRY_SCHEDULE)}
+            )
         )
-        console.print(
-            "The receiver will refuse the first delivery once (HTTP 500): watch it retry."
-        )
-        receiver.fail_next(1)
-        done = _write_entries(client, console)
-        for line in done:
-            console.print(f"  • {line}")
-        try:
-            # One event per change: each line of ``done`` is one.
-            arrived = receiver.wait_for(len(done), timeout=WAIT_TIMEOUT, unique=True)
-            server.drain(timeout=WAIT_TIMEOUT)
-        except TimeoutError as exc:
-            console.print(Text(f"Not every event arrived in time:\n{exc}", style="bold red"))
+        client = running.enter_context(from_uri(server.uri))
+        result = _deliver(console, receiver, server, client, secret)
+        if result is None:
             return 1
-        deliveries = receiver.deliveries
-        history = client.webhooks.history(hook.id)
+        if not ui:
+            running.close()  # nothing is left running while the report prints
+        status = _report(console, receiver, *result, show_json=show_json, started=started, ui=ui)
+        if ui and status == 0:
+            _keep_pages_up(console, server, receiver, stop_event)
+    if ui and status == 0:
+        console.print("Stopped: the server, the receiver and the temporary directory are gone.")
+    return status
 
+
+def _deliver(
+    console: Console, receiver: Any, server: Any, client: Any, secret: str
+) -> tuple[list[Any], list[Any], list[Any]] | None:
+    """Register, write, and wait: (every request received, the history, one per event),
+    or None (saying so) when not every event arrived in time."""
+    hook = client.webhooks.register(receiver.url, secret=secret)
+    console.print(
+        f"Registered webhook {hook.id} on the catalog root -> {hook.url} (signed with a "
+        "secret; every event type)."
+    )
+    console.print("The receiver will refuse the first delivery once (HTTP 500): watch it retry.")
+    receiver.fail_next(1)
+    done = _write_entries(client, console)
+    for line in done:
+        console.print(f"  • {line}")
+    try:
+        # One event per change: each line of ``done`` is one.
+        arrived = receiver.wait_for(len(done), timeout=WAIT_TIMEOUT, unique=True)
+        server.drain(timeout=WAIT_TIMEOUT)
+    except TimeoutError as exc:
+        console.print(Text(f"Not every event arrived in time:\n{exc}", style="bold red"))
+        return None
+    return receiver.deliveries, client.webhooks.history(hook.id), arrived
+
+
+def _report(
+    console: Console,
+    receiver: Any,
+    deliveries: Sequence[Any],
+    history: Sequence[Any],
+    arrived: Sequence[Any],
+    *,
+    show_json: bool,
+    started: float,
+    ui: bool,
+) -> int:
+    """Print both tables and the verdict; 0 when all is well."""
     console.print()
     console.print(_deliveries_table(deliveries))
     schemes = sorted({d.signature_scheme for d in deliveries if d.signature_scheme})
@@ -226,21 +296,53 @@ def run_demo(show_json: bool = False, console: Console | None = None) -> int:
     if problems:
         console.print(Text("Something is wrong: " + "; ".join(problems), style="bold red"))
         return 1
+    after = (
+        "the server and the receiver keep running (below)."
+        if ui
+        else "the server and its temporary directory are gone."
+    )
     console.print(
         Text.assemble(
             (f"{len(history)} events delivered", "bold green"),
             (
                 f", each signed and verified; {retries} retr{'y' if retries == 1 else 'ies'} "
                 f"(the same event id on every attempt, so a receiver can drop the duplicate). "
-                f"Done in {time.perf_counter() - started:.1f} s; the server and its temporary "
-                "directory are gone.",
+                f"Done in {time.perf_counter() - started:.1f} s; {after}",
                 "",
             ),
         )
     )
     console.print(
-        "Next: the tutorials (the notebooks/ folder of the source, and the documentation), "
-        'starting with "Webhooks in ten minutes"; or `hookbook receive` to watch the '
-        "deliveries of your own server."
+        "Next: `hookbook tutorials` copies the five tutorial notebooks into a folder and says "
+        'how to open them in Jupyter (start with "Webhooks in ten minutes"); '
+        + ("" if ui else "`hookbook demo --ui` shows this run in a browser; ")
+        + "`hookbook receive` watches the deliveries of your own server."
     )
     return 0
+
+
+def _keep_pages_up(
+    console: Console, server: Any, receiver: Any, stop_event: threading.Event | None
+) -> None:
+    """Print the dashboard's and the inspector's addresses, then wait for Ctrl-C."""
+    console.print()
+    console.print(Text("See it in a browser", style="bold"))
+    console.print(
+        "  The server's dashboard (webhooks, deliveries, attempts, redeliver):", soft_wrap=True
+    )
+    console.print(f"    {server.dashboard_url}", soft_wrap=True, highlight=False)
+    console.print("  The receiver's inspector (deliveries live, fault controls):", soft_wrap=True)
+    console.print(f"    {receiver.inspector_url}", soft_wrap=True, highlight=False)
+    console.print(
+        "  The dashboard link signs in once, within a minute; after that, sign in with this "
+        f"demo server's API key: {server.api_key}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(Text("Press Ctrl-C to stop.", style="dim"))
+    stop = stop_event if stop_event is not None else threading.Event()
+    try:
+        while not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass

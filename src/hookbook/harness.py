@@ -268,6 +268,26 @@ class SimpleServer:
     def uri(self) -> str:
         return f"{self.base_url}/api/v1?api_key={self.api_key}"
 
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard's address, with a one-time sign-in token (as Jupyter prints one).
+
+        The token signs a browser in once, within a minute, as the admin key; it is
+        never the API key itself. Each read of this attribute makes a new one.
+        """
+        if self._closed:
+            raise RuntimeError("the server is closed: it has no dashboard")
+        if self.settings.webhooks is None:
+            raise RuntimeError(
+                "the dashboard is mounted with the webhook routes: start the server with "
+                "enable_webhooks=True"
+            )
+        from .server.ui.sessions import SessionStore
+
+        store = SessionStore(self.app.state.services.db, self.settings.api_keys)
+        token = self.run(store.issue_token(self.settings.api_keys[0]))
+        return f"{self.base_url}/ui/?token={token}"
+
     def drain(self, timeout: float = 10.0) -> None:
         """Return when every delivery has settled; raise ``TimeoutError`` listing
         the ones still pending after ``timeout`` seconds."""
@@ -323,9 +343,15 @@ class SimpleServer:
             rows["Retry schedule (s)"] = ", ".join(
                 f"{w:g}" for w in self.settings.webhooks.retry_schedule
             )
+        cells = {k: f"<code>{html.escape(v)}</code>" for k, v in rows.items()}
+        if self.settings.webhooks is not None and not self._closed:
+            link = html.escape(self.dashboard_url)
+            cells["Dashboard"] = (
+                f"<a href='{link}' target='_blank' rel='noopener'>open the dashboard</a> "
+                "(the link signs in once, within a minute)"
+            )
         body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-            f"<td><code>{html.escape(v)}</code></td></tr>"
-            for k, v in rows.items()
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{v}</td></tr>"
+            for k, v in cells.items()
         )
         return f"<table><caption>hookbook SimpleServer</caption>{body}</table>"

@@ -18,7 +18,7 @@ from ..errors import ConfigurationError
 logger = logging.getLogger(__name__)
 
 #: The newest revision in ``versions/``; a new database is stamped with it.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0005"
 _ADVISORY_LOCK_ID = 0x686F6F6B  # "hook"
 _HERE = Path(__file__).parent
 

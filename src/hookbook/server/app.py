@@ -61,6 +61,9 @@ def create_app(settings: Settings, *, seams: Seams | None = None) -> FastAPI:
 
         check_settings(settings.webhooks)  # a bad setting stops here, before start-up
         app.include_router(webhooks.router)
+        from .ui import mount_dashboard
+
+        mount_dashboard(app)  # the dashboard at /ui/ goes with the webhook routes
     app.include_router(unsupported.router)
     return app
 

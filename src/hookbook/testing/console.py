@@ -58,6 +58,13 @@ def run_receiver(
                 (". Press Ctrl-C to stop.", "dim"),
             )
         )
+        console.print(
+            Text.assemble(
+                ("Inspector (deliveries live, fault controls): ", ""),
+                (receiver.inspector_url, "bold cyan"),
+            ),
+            soft_wrap=True,
+        )
         while not stop_event.is_set():
             for delivery in receiver._wait_new(printed, timeout=_STOP_CHECK_INTERVAL):
                 printed += 1

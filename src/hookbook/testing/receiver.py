@@ -46,6 +46,9 @@ from werkzeug.wrappers import Request, Response
 from hookbook.errors import SignatureError
 from hookbook.signing import verify
 
+from .inspector import PREFIX as INSPECTOR_PREFIX
+from .inspector import Inspector, is_inspector_path
+
 __all__ = [
     "Delivery",
     "Headers",
@@ -451,7 +454,9 @@ class WebhookReceiver:
     ``default_status`` are configuration, kept by :meth:`clear`. A request
     gets, in this order of precedence: 410 if :meth:`gone` was called; 401 if
     its signature is rejected; the next scripted answer; the normal answer.
-    Every request is recorded, with the status it was sent.
+    Every request is recorded, with the status it was sent, except those under
+    ``/_hookbook/``: that is the inspector, a page showing the deliveries live with
+    controls for the same faults (:attr:`inspector_url`).
     """
 
     def __init__(
@@ -477,6 +482,9 @@ class WebhookReceiver:
         self._script: list[ScriptedResponse | ResetConnection] = []
         self._delay = 0.0
         self._gone = False
+        #: Counts clear() calls, so the inspector knows its list was emptied.
+        self._generation = 0
+        self._inspector = Inspector(self)
 
     # -- lifecycle --------------------------------------------------------- #
 
@@ -497,6 +505,8 @@ class WebhookReceiver:
         if not self._server.is_running():
             return
         self._stopped.set()
+        with self._cond:
+            self._cond.notify_all()  # ends the inspector's waiting requests at once
         self._server.stop()
 
     @property
@@ -522,10 +532,31 @@ class WebhookReceiver:
         return self.url_for(DEFAULT_PATH)
 
     def url_for(self, path: str) -> str:
-        """A URL on this receiver with another path (``Delivery.path`` tells them apart)."""
+        """A URL on this receiver with another path (``Delivery.path`` tells them apart).
+
+        Paths under ``/_hookbook/`` belong to the inspector and are refused
+        (``ValueError``): nothing sent there is recorded.
+        """
         if self._server.port == 0:
             raise RuntimeError("the receiver has no port yet: start it first")
+        if is_inspector_path("/" + path.lstrip("/")):
+            raise ValueError(
+                f"{path!r} is under {INSPECTOR_PREFIX}/, the receiver's inspector: "
+                "requests there are never recorded as deliveries"
+            )
         return self._server.url_for(path)
+
+    @property
+    def inspector_url(self) -> str:
+        """The inspector's page, with this receiver's token (its controls need it).
+
+        Open it in a browser: deliveries appear as they arrive, and its controls
+        set what the next requests get (the same faults as :meth:`fail_next`,
+        :meth:`reset_next`, :meth:`gone` and :meth:`delay`).
+        """
+        if self._server.port == 0:
+            raise RuntimeError("the receiver has no port yet: start it first")
+        return f"http://{HOST}:{self.port}{INSPECTOR_PREFIX}/?token={self._inspector.token}"
 
     # -- what arrived ------------------------------------------------------ #
 
@@ -596,6 +627,13 @@ class WebhookReceiver:
         """Forget every delivery and undo all fault injection (script, delay, gone)."""
         with self._cond:
             self._deliveries.clear()
+            self._generation += 1
+            self.clear_faults()
+            self._cond.notify_all()
+
+    def clear_faults(self) -> None:
+        """Undo all fault injection (script, delay, gone); keep the deliveries."""
+        with self._cond:
             self._script.clear()
             self._delay = 0.0
             self._gone = False
@@ -652,6 +690,8 @@ class WebhookReceiver:
     # -- serving ------------------------------------------------------------ #
 
     def _respond(self, request: Request) -> Response:
+        if is_inspector_path(request.path):
+            return self._inspector.handle(request)  # never recorded, never faulted
         received_at = datetime.now(UTC)
         body = request.get_data()
         headers = Headers(request.headers.items())
@@ -709,6 +749,32 @@ class WebhookReceiver:
             return _Answer(scripted.status, scripted.headers, body, "scripted")
         body = b'{"ok": true}' if 200 <= self.default_status < 300 else b'{"ok": false}'
         return _Answer(self.default_status, _JSON, body, None)
+
+    def _wait_changes(
+        self, after: int, generation: int, timeout: float
+    ) -> tuple[int, list[Delivery], dict[str, Any]]:
+        """For the inspector: the deliveries after the first ``after`` (all of them
+        if the list was cleared since ``generation``), waiting up to ``timeout``
+        for one; returns where they start, them, and the receiver's state."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: (
+                    len(self._deliveries) > after
+                    or self._generation != generation
+                    or self._stopped.is_set()
+                ),
+                timeout,
+            )
+            start = after if generation == self._generation else 0
+            return start, self._deliveries[start:], self._inspector_state()
+
+    def _inspector_state(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "generation": self._generation,
+                "total": len(self._deliveries),
+                "faults": self._faults_text() or "none: every request gets the normal answer",
+            }
 
     def _wait_new(self, count: int, timeout: float) -> list[Delivery]:
         """Deliveries after the first ``count``, waiting up to ``timeout`` for one."""
@@ -786,7 +852,14 @@ class WebhookReceiver:
             f"({'running' if self.running else 'stopped'}; secret "
             f"{'set' if self.secret else 'not set'}; {len(deliveries)} deliveries"
             + (f"; {html.escape(faults)}" if faults else "")
-            + ")</p>"
+            + ")"
+            + (
+                f" <a href='{html.escape(self.inspector_url)}' target='_blank' rel='noopener'>"
+                "open the inspector</a>"
+                if self.running
+                else ""
+            )
+            + "</p>"
         )
         if not deliveries:
             return head
