@@ -3,9 +3,9 @@
 Rows come to it two ways: handed over in memory by the fan-out, leased at
 insert when it has room (:class:`hookbook.webhooks.outbox.Taker`), or claimed
 from the outbox when they come due (a retry, a row nobody had room for,
-another process's expired lease). Each is sent in its own task; the outcomes
-of attempts that finish close together are recorded in one transaction (group
-commit), with a bounded wait.
+another process's expired lease). Each is sent in its own task
+(:mod:`.sender`); the outcomes of attempts that finish close together are
+recorded in one transaction (:mod:`.recorder`, group commit).
 
 Idle, it does no database work: it knows when its next row comes due (the
 claim reports it, recorded retries update it) and queries only when that time
@@ -47,14 +47,13 @@ from .breaker import CircuitBreaker, is_endpoint_failure
 from .clock import Clock
 from .outbox import AttemptResult, Claim, EndpointDisabled, Outbox, Outcome, Recorded
 from .policy import Decision, classify, decide
+from .recorder import OutcomeRecorder
 from .secrets import SecretBox, SecretUnavailable
 from .sender import Sender, SenderOptions
 
 logger = logging.getLogger(__name__)
 
 _PRUNE_EVERY = 3600.0
-#: Tries to record one batch of outcomes while the database is unreachable.
-_RECORD_TRIES = 5
 #: Decrypted secrets kept (keyed by their ciphertext, so a changed secret is a new entry).
 _SECRET_CACHE = 1024
 
@@ -102,11 +101,17 @@ class DeliveryWorker:
             max_backoff=settings.breaker_max_backoff,
             disable_after=settings.disable_endpoint_after,
         )
+        self.recorder = OutcomeRecorder(
+            outbox,
+            auto_disable_after=settings.auto_disable_after,
+            batch_size=settings.group_commit_size,
+            max_wait=settings.group_commit_wait,
+            attempts_in_flight=lambda: bool(self._sending),
+            on_recorded=self._after_record,
+        )
         self._wake = asyncio.Event()
         self._recorded = asyncio.Event()
-        self._outcomes_queued = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._recorder: asyncio.Task[None] | None = None
         self._sending: dict[asyncio.Task[None], Claim] = {}
         #: Per endpoint: attempts in flight; rows held (reserved, queued or in flight).
         self._in_flight: dict[str, int] = defaultdict(int)
@@ -117,9 +122,6 @@ class DeliveryWorker:
         #: Webhooks that answered 410 Gone, until that outcome is committed.
         self._gone: set[int] = set()
         self._reserved = 0
-        self._outcomes: list[Outcome] = []
-        self._recording = 0
-        self._disable: list[EndpointDisabled] = []
         self._secrets: dict[str, str] = {}
         self._dirty = True  # something may be due: look at the outbox
         self._left_behind = False  # due rows were left for lack of room
@@ -145,7 +147,7 @@ class DeliveryWorker:
         self._stopping = False
         self._dirty = True  # whatever is due now, and rows released at start
         self._task = asyncio.create_task(self._run(), name="hookbook-delivery-worker")
-        self._recorder = asyncio.create_task(self._record_loop(), name="hookbook-outcomes")
+        self.recorder.start()
         self.state = "running"
 
     def wake(self) -> None:
@@ -155,13 +157,7 @@ class DeliveryWorker:
 
     def _held(self) -> int:
         """Deliveries this worker holds: reserved, sending, or not yet recorded."""
-        return (
-            self._reserved
-            + self._queued_total
-            + len(self._sending)
-            + len(self._outcomes)
-            + self._recording
-        )
+        return self._reserved + self._queued_total + len(self._sending) + self.recorder.unrecorded
 
     @property
     def _hold_total(self) -> int:
@@ -200,11 +196,8 @@ class DeliveryWorker:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._recorder is not None:
-            self._recorder.cancel()
-            await asyncio.gather(self._recorder, return_exceptions=True)
         try:
-            await self._flush()  # what finished before the deadline
+            await self.recorder.stop()  # records what finished before the deadline
             await self.outbox.release(unsent)
         except Exception as exc:  # the leases run out and the rows come back anyway
             logger.warning("could not record or release deliveries at shutdown: %s", exc)
@@ -471,7 +464,7 @@ class DeliveryWorker:
                 f"{failing_for} (last: {result.error})"
             )
             logger.warning("webhooks to %s %s", endpoint, reason)
-            self._disable.append(EndpointDisabled(endpoint, reason))
+            self.recorder.disable(EndpointDisabled(endpoint, reason))
         elif not was_open and self.breaker.is_open(endpoint):
             logger.warning(
                 "endpoint %s failed %d attempts in a row: its deliveries are held back "
@@ -483,48 +476,7 @@ class DeliveryWorker:
     # ---- recording outcomes (group commit) ----------------------------------
 
     def _queue(self, outcome: Outcome) -> None:
-        self._outcomes.append(outcome)
-        self._outcomes_queued.set()
-
-    async def _record_loop(self) -> None:
-        """Record outcomes in batches: what finished while the last batch was being
-        written, plus what finishes within ``group_commit_wait`` of the first."""
-        while True:
-            await self._outcomes_queued.wait()
-            if self._sending and len(self._outcomes) < self.settings.group_commit_size:
-                await asyncio.sleep(self.settings.group_commit_wait)
-            self._outcomes_queued.clear()
-            await self._flush()
-
-    async def _flush(self) -> None:
-        while self._outcomes or self._disable:
-            batch = self._outcomes[: self.settings.group_commit_size]
-            del self._outcomes[: len(batch)]
-            disable, self._disable = self._disable, []
-            self._recording += len(batch)
-            try:
-                recorded = await self._record(batch, disable)
-            finally:
-                self._recording -= len(batch)
-            self._after_record(batch, recorded)
-
-    async def _record(
-        self, batch: list[Outcome], disable: list[EndpointDisabled]
-    ) -> Recorded | None:
-        for tries in range(1, _RECORD_TRIES + 1):
-            try:
-                return await self.outbox.record(
-                    batch, auto_disable_after=self.settings.auto_disable_after, disable=disable
-                )
-            except Exception as exc:
-                if not is_transient(exc):
-                    logger.exception("could not record %d attempts", len(batch))
-                    return None
-                if tries == _RECORD_TRIES:
-                    logger.warning("could not record %d attempts: %s", len(batch), exc)
-                    return None
-                await asyncio.sleep(0.2 * tries)
-        return None
+        self.recorder.add(outcome)
 
     def _after_record(self, batch: list[Outcome], recorded: Recorded | None) -> None:
         now = self.clock.time()
