@@ -114,6 +114,34 @@ class WebhookSettings(_Strict):
     shutdown_grace: float = Field(
         1.0, ge=0, description="How long stop waits for in-flight attempts (s)."
     )
+    breaker_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed attempts in a row (no response, 408, 429, 5xx) after which an "
+        "endpoint's deliveries are held back while one probe at a time tests it.",
+    )
+    breaker_backoff: float = Field(
+        1.0, gt=0, description="Wait before the first probe of a held-back endpoint (s)."
+    )
+    breaker_max_backoff: float = Field(
+        60.0, gt=0, description="Longest wait between probes; the wait doubles up to it (s)."
+    )
+    disable_endpoint_after: float = Field(
+        86400.0,
+        ge=0,
+        description="Disable the webhooks of an endpoint that has failed without a success "
+        "for this long (s; 0: never).",
+    )
+    group_commit_wait: float = Field(
+        0.002,
+        ge=0,
+        le=1,
+        description="How long the outcome of an attempt waits for others to share "
+        "its transaction, while attempts are in flight (s).",
+    )
+    group_commit_size: int = Field(
+        128, ge=1, description="Outcomes recorded in one transaction at most."
+    )
 
     @field_validator("secret_keys")
     @classmethod

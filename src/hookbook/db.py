@@ -13,22 +13,31 @@ transaction:
 After a write transaction that added deliveries commits, the registered
 wake-up callbacks run (the worker in this process; ``NOTIFY`` for the others
 on PostgreSQL).
+
+Connections are not pinged before use (no round trip per checkout). A pooled
+PostgreSQL connection whose socket the server has closed (a restart,
+``pg_terminate_backend``) is noticed at checkout without a round trip and
+replaced; one that dies silently fails its first statement, and
+:meth:`Database.transaction` runs such a transaction once more, but only when
+the failure came before ``COMMIT`` was sent, so nothing is ever applied twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 NOTIFY_CHANNEL = "hookbook_outbox"
 
@@ -256,7 +265,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        self._wakeups: list[Callable[[], None]] = []
+        self.wakeups: list[Callable[[], None]] = []
         if self.sqlite:
             self.reader = _sqlite_engine(url, immediate=False, pool_size=4)
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
@@ -265,13 +274,14 @@ class Database:
             # Small pools: several processes share one server's max_connections
             # (100 by default); each process also holds one LISTEN connection.
             self.reader = self.writer = create_async_engine(
-                url, pool_size=5, max_overflow=10, pool_timeout=30, pool_pre_ping=True
+                url, pool_size=5, max_overflow=10, pool_timeout=30, pool_recycle=3600
             )
+            event.listen(self.writer.sync_engine.pool, "checkout", _refuse_closed_connection)
             self._write_lock = None
 
     def on_new_deliveries(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after each commit that added deliveries."""
-        self._wakeups.append(callback)
+        self.wakeups.append(callback)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -283,20 +293,43 @@ class Database:
         """A write transaction; commits on success, rolls back on any error."""
         if self._write_lock is not None:
             await self._write_lock.acquire()
+        tx: WriteTransaction | None = None
         try:
             async with self.writer.begin() as conn:
                 tx = WriteTransaction(conn)
                 yield tx
-                if tx.new_deliveries and not self.sqlite:
+                if (tx.new_deliveries or tx.notify_others) and not self.sqlite:
                     await conn.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))
+                tx.committing = True
+        except BaseException:
+            if tx is not None:
+                for undo in tx.after_rollback:
+                    undo()
+            raise
         finally:
             if self._write_lock is not None:
                 self._write_lock.release()
         if tx.new_deliveries:
-            for wake in self._wakeups:
+            for wake in self.wakeups:
                 wake()
         for callback in tx.after_commit:
             callback()
+
+    async def transaction(self, body: Callable[[WriteTransaction], Awaitable[T]]) -> T:
+        """Run ``body`` in a write transaction; once more if the connection was found
+        dropped before ``COMMIT`` was sent (everything it did was rolled back then)."""
+        for attempt in (1, 2):
+            tx_seen: list[WriteTransaction] = []
+            try:
+                async with self.write() as tx:
+                    tx_seen.append(tx)
+                    return await body(tx)
+            except exc.DBAPIError as error:
+                before_commit = not tx_seen or not tx_seen[0].committing
+                if attempt == 2 or not error.connection_invalidated or not before_commit:
+                    raise
+                logger.info("database connection dropped; running the transaction again")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def dispose(self) -> None:
         await self.reader.dispose()
@@ -310,8 +343,34 @@ class WriteTransaction:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.new_deliveries = 0
+        #: Wake the workers of other processes (NOTIFY) even without new rows.
+        self.notify_others = False
+        #: Set once COMMIT is about to be sent: a failure after it may have committed.
+        self.committing = False
         #: Called after the transaction commits (not after a rollback).
         self.after_commit: list[Callable[[], None]] = []
+        #: Called if the transaction rolls back (or fails to commit).
+        self.after_rollback: list[Callable[[], None]] = []
 
     async def execute(self, statement: Any, params: Any = None) -> Any:
         return await self.conn.execute(statement, params)
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout: a connection the server has closed is replaced, at no round trip
+    (asyncpg notices the closed socket itself; SQLAlchemy then connects anew)."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is not None and driver.is_closed():
+        raise exc.DisconnectionError("the database closed this pooled connection")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a database error is worth retrying: the connection went away or the
+    database is busy or unreachable, not a bug in the statement or a constraint."""
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        return isinstance(error, exc.OperationalError | exc.InterfaceError) and not isinstance(
+            error, exc.IntegrityError
+        )
+    return isinstance(error, OSError | TimeoutError | exc.DisconnectionError | exc.TimeoutError)

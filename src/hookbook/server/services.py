@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ..url_safety import Resolver
+    from ..webhooks.clock import Clock
     from ..webhooks.listener import OutboxListener
     from ..webhooks.service import WebhookService
     from ..webhooks.worker import DeliveryWorker
@@ -35,10 +36,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Seams:
-    """I/O a test may swap: how targets resolve, how requests go out."""
+    """I/O a test may swap: how targets resolve, how requests go out, what time it is."""
 
     resolver: Resolver | None = None
     transport: httpx.AsyncBaseTransport | None = None
+    clock: Clock | None = None
 
 
 @dataclass
@@ -87,14 +89,24 @@ class Services:
     async def _start_webhooks(self, settings: WebhookSettings, seams: Seams) -> None:
         from ..webhooks.service import WebhookService
 
-        self.webhooks = WebhookService(self.db, settings, resolver=seams.resolver)
-        self.store.on_event = self.webhooks.fanout
-        await self.webhooks.rotate_secrets()
+        webhooks = WebhookService(self.db, settings, resolver=seams.resolver, clock=seams.clock)
+        self.webhooks = webhooks
+        self.store.on_event = webhooks.fanout
+        await webhooks.rotate_secrets()
         if not self.settings.run_worker:
             return
         from ..webhooks.worker import DeliveryWorker
 
-        self.worker = DeliveryWorker(self.db, self.webhooks, settings, transport=seams.transport)
+        self.worker = DeliveryWorker(
+            webhooks.outbox,
+            webhooks.secrets,
+            settings,
+            policy=webhooks.policy,
+            resolver=webhooks.resolver,
+            clock=webhooks.clock,
+            transport=seams.transport,
+            polling=self._no_notifications,
+        )
         self.worker.observer = self.metrics.observe
         await self.worker.start()
         if not self.db.sqlite:
@@ -102,6 +114,11 @@ class Services:
 
             self.listener = OutboxListener(self.settings.database_url, self.worker.wake)
             await self.listener.start()
+
+    def _no_notifications(self) -> bool:
+        """On PostgreSQL without a listening connection, other processes' rows go
+        unnoticed: the worker polls. On SQLite (one process) it never needs to."""
+        return not self.db.sqlite and (self.listener is None or self.listener.state != "listening")
 
     async def stop(self) -> None:
         if self.reaper is not None:

@@ -1,35 +1,61 @@
-"""The outbox, seen from the worker: claim due deliveries, record what happened.
+"""The outbox: delivery rows, from their enqueueing to their settled outcome.
 
-A claim moves a row's ``next_attempt_at`` to the end of a lease and stamps it
-with a token. A worker that dies leaves the row to come due again when its
-lease runs out, and another claim takes it. Recording an attempt is one
-transaction: the attempt log row, the delivery's new state (next attempt or
-settled outcome), and the webhook's failure count (which may disable it).
-On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` so that workers in
-several processes never take the same row.
+- **Enqueue.** :meth:`Outbox.fan_out` runs inside the catalog's write
+  transaction and adds one row per matching webhook. Rows the in-process
+  worker has room for (its :class:`Taker` says so, overall and per endpoint)
+  are inserted already *leased* to it (lease token and expiry set in the same
+  insert) and handed over in memory once the transaction commits: no claim
+  and no query before their first attempt. The rest are inserted unleased,
+  due now, for any worker to claim.
+- **Claim.** :meth:`Outbox.claim` leases due rows: ``next_attempt_at`` moves
+  to the end of the lease and the row gets a token. On PostgreSQL the claim
+  uses ``FOR UPDATE SKIP LOCKED``, so workers in several processes never take
+  the same row. A worker that dies leaves its rows to come due when their
+  lease runs out (``kill -9`` loses nothing); a retry is always a row read
+  back from here (retries are data).
+- **Record.** :meth:`Outbox.record` writes the outcomes of a batch of
+  attempts in one transaction (group commit): each row's new state,
+  conditional on its lease token; the attempt log rows; the webhooks'
+  failure counts, which may disable a webhook and settle its queued rows.
 """
 
 from __future__ import annotations
 
-import time
+import functools
 import uuid
-from collections.abc import Callable, Collection
+from collections import defaultdict
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from .. import events as ev
-from ..db import Database, attempts, deliveries, events, webhooks
+from ..catalog.paths import prefixes
+from ..db import Database, WriteTransaction, attempts, deliveries, events, webhooks
+from .clock import Clock
+from .history import with_payload
 from .policy import Decision
-from .service import settle_queued
+from .records import DeliveryRecord
 
 
-@dataclass(frozen=True)
+@functools.lru_cache(maxsize=4096)
+def endpoint_of(url: str) -> str:
+    """The endpoint a URL is sent to, ``host:port``: what per-endpoint limits count."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+def new_event_id() -> str:
+    """A delivery's event id: 32 hex digits, sent as X-Tiled-Event-ID and webhook-id."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
-    """A delivery this worker holds until ``lease_until``."""
+    """A delivery a worker holds (leased) until it records an outcome or the lease ends."""
 
     delivery_id: int
     lease_token: str
@@ -41,8 +67,12 @@ class Claim:
     body: str
     attempts_made: int
 
+    @property
+    def endpoint(self) -> str:
+        return endpoint_of(self.url)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class AttemptResult:
     """What one HTTP attempt did."""
 
@@ -55,191 +85,447 @@ class AttemptResult:
     headers: dict[str, str]
 
 
-def endpoint_of(url: str) -> str:
-    """The endpoint a URL is sent to, ``host:port``: what per-endpoint limits count."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.hostname}:{port}"
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An attempt (``result``; ``None`` when nothing was sent) and what it decided."""
+
+    claim: Claim
+    decision: Decision
+    result: AttemptResult | None
 
 
-#: With a per-endpoint limit, how many due rows a claim looks at per row it may take.
-_SCAN_FACTOR = 8
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What a batch's transaction did: the deliveries it recorded (one whose lease
+    was lost is left out) and the webhooks it disabled."""
+
+    delivery_ids: set[int]
+    disabled_webhooks: set[int]
 
 
-async def claim(
-    db: Database,
-    *,
-    limit: int,
-    lease_seconds: float,
-    exclude_webhooks: Collection[int] = (),
-    room: Callable[[str], int] | None = None,
-) -> list[Claim]:
-    """Claim up to ``limit`` due deliveries of active webhooks.
+@dataclass(frozen=True, slots=True)
+class EndpointDisabled:
+    """Disable every active webhook whose URL goes to ``endpoint``, saying ``reason``."""
 
-    ``room(endpoint)`` (optional) says how many more deliveries an endpoint
-    (:func:`endpoint_of` a URL) may take at once; rows beyond it stay in the
-    outbox, so one claim never fills every slot with one slow endpoint's backlog.
-    """
-    now = time.time()
-    token = uuid.uuid4().hex
-    scan = limit if room is None else max(limit * _SCAN_FACTOR, 256)
-    due = (
-        sa.select(deliveries.c.id, webhooks.c.url)
-        .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-        .where(deliveries.c.next_attempt_at <= now)
-        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-        .limit(scan)
+    endpoint: str
+    reason: str
+
+
+class Taker(Protocol):
+    """The in-process worker, as the fan-out sees it."""
+
+    def reserve(self, endpoint: str) -> bool:
+        """Take one row for ``endpoint`` at insert, if there is room for it now."""
+        ...
+
+    def unreserve(self, endpoints: Sequence[str]) -> None:
+        """The transaction rolled back: give back what :meth:`reserve` took."""
+        ...
+
+    def take(self, claims: Sequence[Claim]) -> None:
+        """The transaction committed: send these leased rows."""
+        ...
+
+    def forget(self, webhook_ids: Collection[int]) -> None:
+        """These webhooks were disabled or deleted: drop their rows not yet sent."""
+        ...
+
+
+_CLAIM_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.webhook_id,
+    deliveries.c.event_id,
+    deliveries.c.event_type,
+    deliveries.c.attempts,
+    webhooks.c.url,
+    webhooks.c.secret_ciphertext,
+    events.c.body,
+)
+
+#: With a per-endpoint limit, how many due rows a claim looks at per row it may take
+#: (rows of endpoints with no room at all are left out by the query itself).
+_SCAN_FACTOR = 2
+
+_b = sa.bindparam
+_SENT = (
+    deliveries.update()
+    .where((deliveries.c.id == _b("b_id")) & (deliveries.c.lease_token == _b("b_token")))
+    .values(
+        attempts=_b("v_attempts"),
+        outcome=_b("v_outcome"),
+        lease_token=None,
+        next_attempt_at=_b("v_next_attempt_at"),
+        status_code=_b("v_status_code"),
+        delivered_at=_b("v_delivered_at"),
+        error_detail=_b("v_error_detail"),
     )
-    if exclude_webhooks:
-        due = due.where(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
-    if not db.sqlite:
-        due = due.with_for_update(skip_locked=True, of=deliveries)
-    async with db.write() as tx:
-        ids: list[int] = []
-        taken: dict[str, int] = {}
-        for r in await tx.execute(due):
-            if room is not None:
-                endpoint = endpoint_of(r.url)
-                if taken.get(endpoint, 0) >= room(endpoint):
-                    continue
-                taken[endpoint] = taken.get(endpoint, 0) + 1
-            ids.append(r.id)
-            if len(ids) >= limit:
-                break
-        if not ids:
-            return []
-        await tx.execute(
-            deliveries.update()
-            .where(deliveries.c.id.in_(ids))
-            .values(next_attempt_at=now + lease_seconds, lease_token=token)
-        )
-        rows = await tx.execute(
+)
+#: Settled without sending (the secret cannot be decrypted, an internal error):
+#: the status of an earlier attempt stays.
+_NOT_SENT = (
+    deliveries.update()
+    .where((deliveries.c.id == _b("b_id")) & (deliveries.c.lease_token == _b("b_token")))
+    .values(
+        outcome=_b("v_outcome"),
+        lease_token=None,
+        next_attempt_at=_b("v_next_attempt_at"),
+        error_detail=_b("v_error_detail"),
+    )
+)
+
+
+class Outbox:
+    """The ``deliveries`` table, as the fan-out and the worker use it."""
+
+    def __init__(self, db: Database, *, lease_seconds: float, clock: Clock) -> None:
+        self.db = db
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+        #: The in-process worker that takes rows at insert (None: nothing is leased).
+        self.taker: Taker | None = None
+
+    # ---- enqueue ------------------------------------------------------------
+
+    async def fan_out(
+        self, tx: WriteTransaction, event_row_id: int, event_type: str, segments: tuple[str, ...]
+    ) -> None:
+        """Add one delivery per active webhook on the node or an ancestor whose
+        filter admits ``event_type``, in the caller's transaction."""
+        found = await tx.execute(
             sa.select(
-                deliveries.c.id,
-                deliveries.c.webhook_id,
-                deliveries.c.event_id,
-                deliveries.c.event_type,
-                deliveries.c.attempts,
-                webhooks.c.url,
-                webhooks.c.secret_ciphertext,
-                events.c.body,
+                webhooks.c.id, webhooks.c.events, webhooks.c.url, webhooks.c.secret_ciphertext
             )
+            .where(webhooks.c.node_path.in_(prefixes(segments)) & webhooks.c.active)
+            .order_by(webhooks.c.id)
+        )
+        matching = [hook for hook in found if not hook.events or event_type in hook.events]
+        if not matching:
+            return
+        taker = self.taker
+        reserved = [taker is not None and taker.reserve(endpoint_of(hook.url)) for hook in matching]
+        now = self.clock.time()
+        stamp = self.clock.now()
+        token = uuid.uuid4().hex
+        rows = [
+            {
+                "webhook_id": hook.id,
+                "event_row_id": event_row_id,
+                "event_id": new_event_id(),
+                "event_type": event_type,
+                "outcome": "pending",
+                "attempts": 0,
+                "next_attempt_at": now + self.lease_seconds if leased else now,
+                "lease_token": token if leased else None,
+                "time_created": stamp,
+            }
+            for hook, leased in zip(matching, reserved, strict=True)
+        ]
+        unleased = reserved.count(False)
+        tx.new_deliveries += unleased
+        if taker is None or unleased == len(rows):
+            await tx.execute(deliveries.insert(), rows)
+            return
+        endpoints = [
+            endpoint_of(h.url) for h, leased in zip(matching, reserved, strict=True) if leased
+        ]
+        tx.after_rollback.append(lambda: taker.unreserve(endpoints))
+        ids = (
+            await tx.execute(
+                deliveries.insert().returning(deliveries.c.id, sort_by_parameter_order=True),
+                rows,
+            )
+        ).scalars()
+        body = (
+            await tx.execute(sa.select(events.c.body).where(events.c.id == event_row_id))
+        ).scalar_one()
+        claims = [
+            Claim(
+                delivery_id=delivery_id,
+                lease_token=token,
+                webhook_id=hook.id,
+                url=hook.url,
+                secret_ciphertext=hook.secret_ciphertext,
+                event_id=row["event_id"],
+                event_type=event_type,
+                body=body,
+                attempts_made=0,
+            )
+            for delivery_id, hook, row, leased in zip(ids, matching, rows, reserved, strict=True)
+            if leased
+        ]
+        tx.after_commit.append(lambda: taker.take(claims))
+
+    async def enqueue(
+        self,
+        tx: WriteTransaction,
+        webhook_id: int,
+        event_row_id: int,
+        event_id: str,
+        event_type: str,
+        *,
+        redelivery_of: int | None = None,
+    ) -> int:
+        """Add one unleased delivery, due now (a ping, a redelivery); returns its id."""
+        result = await tx.execute(
+            deliveries.insert().values(
+                webhook_id=webhook_id,
+                event_row_id=event_row_id,
+                event_id=event_id,
+                event_type=event_type,
+                outcome="pending",
+                attempts=0,
+                next_attempt_at=self.clock.time(),
+                redelivery_of=redelivery_of,
+                time_created=self.clock.now(),
+            )
+        )
+        tx.new_deliveries += 1
+        return result.inserted_primary_key[0]
+
+    def forget(self, webhook_ids: Collection[int]) -> None:
+        """Tell the in-process worker that these webhooks were disabled or deleted."""
+        if self.taker is not None:
+            self.taker.forget(webhook_ids)
+
+    # ---- claim and release --------------------------------------------------
+
+    async def claim(
+        self,
+        *,
+        limit: int,
+        exclude_webhooks: Collection[int] = (),
+        room: Callable[[str], int] | None = None,
+    ) -> tuple[list[Claim], bool, float | None]:
+        """Lease up to ``limit`` due deliveries of active webhooks.
+
+        ``room(endpoint)`` says how many more deliveries an endpoint
+        (:func:`endpoint_of` a URL) may take now; rows beyond it stay in the
+        outbox, so one claim never fills every slot with one endpoint's backlog.
+
+        Returns the claims; whether due rows were left behind (no room, or more
+        than ``limit``); and when the earliest row not yet due comes due
+        (a retry, or a lease running out), if any.
+        """
+        now = self.clock.time()
+        token = uuid.uuid4().hex
+        # One row more than may be taken tells whether any are left behind.
+        scan = limit + 1 if room is None else min(limit * _SCAN_FACTOR, 256) + 1
+        due = (
+            sa.select(*_CLAIM_COLUMNS)
             .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
             .join(events, events.c.id == deliveries.c.event_row_id)
-            .where(deliveries.c.id.in_(ids))
-            .order_by(deliveries.c.id)
+            .where((deliveries.c.next_attempt_at <= now) & webhooks.c.active)
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            .limit(scan)
         )
-        return [
-            Claim(
-                delivery_id=r.id,
-                lease_token=token,
-                webhook_id=r.webhook_id,
-                url=r.url,
-                secret_ciphertext=r.secret_ciphertext,
-                event_id=r.event_id,
-                event_type=r.event_type,
-                body=r.body,
-                attempts_made=r.attempts,
-            )
-            for r in rows
-        ]
+        if exclude_webhooks:
+            due = due.where(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
+        if not self.db.sqlite:
+            due = due.with_for_update(skip_locked=True, of=deliveries)
 
+        async def body(tx: WriteTransaction) -> tuple[list[Claim], bool, float | None]:
+            claims: list[Claim] = []
+            taken: dict[str, int] = defaultdict(int)
+            left_behind = False
+            for row in await tx.execute(due):
+                if len(claims) >= limit:
+                    left_behind = True
+                    break
+                if room is not None:
+                    endpoint = endpoint_of(row.url)
+                    if taken[endpoint] >= room(endpoint):
+                        left_behind = True
+                        continue
+                    taken[endpoint] += 1
+                claims.append(
+                    Claim(
+                        delivery_id=row.id,
+                        lease_token=token,
+                        webhook_id=row.webhook_id,
+                        url=row.url,
+                        secret_ciphertext=row.secret_ciphertext,
+                        event_id=row.event_id,
+                        event_type=row.event_type,
+                        body=row.body,
+                        attempts_made=row.attempts,
+                    )
+                )
+            lease_end = now + self.lease_seconds
+            if claims:
+                await tx.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id.in_([claim.delivery_id for claim in claims]))
+                    .values(next_attempt_at=lease_end, lease_token=token)
+                )
+            next_due = (
+                await tx.execute(
+                    sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+                        deliveries.c.next_attempt_at > now
+                    )
+                )
+            ).scalar()
+            return claims, left_behind, min(next_due or lease_end, lease_end)
 
-async def next_due(db: Database) -> float | None:
-    """When the earliest unsettled delivery comes due (epoch seconds), if any."""
-    async with db.read() as conn:
-        return (await conn.execute(sa.select(sa.func.min(deliveries.c.next_attempt_at)))).scalar()
+        return await self.db.transaction(body)
 
-
-async def release(db: Database, claims: Collection[Claim]) -> None:
-    """Give claims back (at shutdown): due now, for the next worker to take."""
-    if not claims:
-        return
-    async with db.write() as tx:
-        for c in claims:
+    async def release(self, claims: Collection[Claim]) -> None:
+        """Give claims back unsent (at shutdown): due now, for the next worker to take."""
+        if not claims:
+            return
+        async with self.db.write() as tx:
             await tx.execute(
                 deliveries.update()
                 .where(
-                    (deliveries.c.id == c.delivery_id) & (deliveries.c.lease_token == c.lease_token)
+                    (deliveries.c.id == _b("b_id")) & (deliveries.c.lease_token == _b("b_token"))
                 )
-                .values(next_attempt_at=time.time(), lease_token=None)
+                .values(next_attempt_at=self.clock.time(), lease_token=None),
+                [{"b_id": claim.delivery_id, "b_token": claim.lease_token} for claim in claims],
             )
+            tx.new_deliveries += len(claims)
 
+    async def release_all_leases(self) -> int:
+        """At start-up on SQLite (one process per directory): any lease is a dead worker's."""
+        async with self.db.write() as tx:
+            result = await tx.execute(
+                deliveries.update()
+                .where((deliveries.c.outcome == "pending") & deliveries.c.lease_token.is_not(None))
+                .values(next_attempt_at=self.clock.time(), lease_token=None)
+            )
+            return result.rowcount
 
-async def release_all_leases(db: Database) -> int:
-    """At start-up on SQLite (one process per directory): any lease is a dead worker's."""
-    async with db.write() as tx:
-        result = await tx.execute(
-            deliveries.update()
-            .where((deliveries.c.outcome == "pending") & deliveries.c.lease_token.is_not(None))
-            .values(next_attempt_at=time.time(), lease_token=None)
-        )
-        return result.rowcount
+    # ---- record -------------------------------------------------------------
 
+    async def record(
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        auto_disable_after: int,
+        disable: Sequence[EndpointDisabled] = (),
+    ) -> Recorded:
+        """Record a batch of outcomes in one transaction. A delivery whose lease was
+        lost (another worker took the row after this one's lease ran out) or that
+        went with its webhook is left out: nothing to log the attempt against.
+        ``disable`` turns off the webhooks of endpoints that have failed for too
+        long (circuit breaker)."""
+        now = self.clock.time()
+        stamp = self.clock.now()
 
-async def record(
-    db: Database,
-    c: Claim,
-    decision: Decision,
-    result: AttemptResult | None,
-    *,
-    auto_disable_after: int,
-) -> bool:
-    """Record an attempt and its decision. Returns False if the lease was lost
-    (another worker took the row after this one's lease ran out)."""
-    now = time.time()
-    async with db.write() as tx:
-        values: dict[str, Any] = {
-            "attempts": c.attempts_made + (1 if result is not None else 0),
-            "outcome": decision.outcome,
-            "lease_token": None,
-            "next_attempt_at": now + (decision.wait or 0.0)
-            if decision.outcome == "pending"
-            else None,
-        }
-        if result is not None:
-            values["status_code"] = result.status_code
-        if decision.outcome == "success":
-            values["delivered_at"] = ev.now()
-            values["error_detail"] = None
-        else:
-            values["error_detail"] = decision.reason or (result.error if result else None)
-        updated = await tx.execute(
-            deliveries.update()
-            .where((deliveries.c.id == c.delivery_id) & (deliveries.c.lease_token == c.lease_token))
-            .values(**values)
-        )
-        if updated.rowcount == 0:
-            # The lease was lost, or the delivery went with its webhook (deleted
-            # while in flight): nothing to log the attempt against.
-            return False
-        if result is not None:
-            await tx.execute(
-                attempts.insert().values(
-                    delivery_id=c.delivery_id,
-                    number=c.attempts_made + 1,
-                    started_at=result.started_at,
-                    duration_ms=result.duration_ms,
-                    status_code=result.status_code,
-                    error=result.error,
-                    response_excerpt=result.response_excerpt,
-                    address=result.address,
+        async def body(tx: WriteTransaction) -> Recorded:
+            held = sa.select(deliveries.c.id, deliveries.c.lease_token).where(
+                deliveries.c.id.in_([o.claim.delivery_id for o in outcomes])
+            )
+            if not self.db.sqlite:
+                held = held.with_for_update()
+            tokens = dict((await tx.execute(held)).all()) if outcomes else {}
+            kept = [o for o in outcomes if tokens.get(o.claim.delivery_id) == o.claim.lease_token]
+            sent = [o for o in kept if o.result is not None]
+            if sent:
+                await tx.execute(_SENT, [_row_values(o, now, stamp) for o in sent])
+                await tx.execute(attempts.insert(), [_attempt_row(o) for o in sent])
+            not_sent = [o for o in kept if o.result is None]
+            if not_sent:
+                await tx.execute(_NOT_SENT, [_row_values(o, now, stamp) for o in not_sent])
+            if any(o.decision.outcome == "pending" for o in kept):
+                tx.notify_others = True  # a retry is due later: other workers may take it
+            delivered = {o.claim.webhook_id for o in kept if o.decision.outcome == "success"}
+            if delivered:
+                await tx.execute(
+                    webhooks.update()
+                    .where(webhooks.c.id.in_(delivered) & (webhooks.c.consecutive_failures != 0))
+                    .values(consecutive_failures=0)
+                )
+            disabled: set[int] = set()
+            for outcome in kept:
+                if outcome.decision.outcome == "failed" and await _count_failure(
+                    tx, outcome, auto_disable_after, stamp
+                ):
+                    disabled.add(outcome.claim.webhook_id)
+            for endpoint in disable:
+                disabled |= await _disable_endpoint(tx, endpoint, stamp)
+            return Recorded({o.claim.delivery_id for o in kept}, disabled)
+
+        return await self.db.transaction(body)
+
+    async def pending(self, limit: int = 20) -> tuple[int, list[DeliveryRecord]]:
+        """How many deliveries are unsettled, and the first ``limit`` of them."""
+        async with self.db.read() as conn:
+            count = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(deliveries.c.outcome == "pending")
+                )
+            ).scalar_one()
+            rows = []
+            if limit and count:
+                rows = (
+                    await conn.execute(
+                        with_payload()
+                        .where(deliveries.c.outcome == "pending")
+                        .order_by(deliveries.c.id)
+                        .limit(limit)
+                    )
+                ).all()
+        return count, [DeliveryRecord.from_row(r) for r in rows]
+
+    # ---- retention ----------------------------------------------------------
+
+    async def prune(self, *, older_than: datetime) -> int:
+        """Remove settled deliveries (and then unreferenced events) older than a date."""
+        async with self.db.write() as tx:
+            old = sa.select(deliveries.c.id).where(
+                (deliveries.c.outcome != "pending") & (deliveries.c.time_created < older_than)
+            )
+            await tx.execute(attempts.delete().where(attempts.c.delivery_id.in_(old)))
+            result = await tx.execute(
+                deliveries.delete().where(
+                    (deliveries.c.outcome != "pending") & (deliveries.c.time_created < older_than)
                 )
             )
-        if decision.outcome == "success":
+            referenced = sa.select(deliveries.c.event_row_id)
             await tx.execute(
-                webhooks.update()
-                .where((webhooks.c.id == c.webhook_id) & (webhooks.c.consecutive_failures != 0))
-                .values(consecutive_failures=0)
+                events.delete().where(
+                    (events.c.time_created < older_than) & events.c.id.not_in(referenced)
+                )
             )
-        elif decision.outcome == "failed":
-            await _count_failure(tx, c.webhook_id, decision, auto_disable_after)
-    return True
+            return result.rowcount
+
+
+def _row_values(outcome: Outcome, now: float, stamp: datetime) -> dict[str, Any]:
+    decision, result = outcome.decision, outcome.result
+    success = decision.outcome == "success"
+    return {
+        "b_id": outcome.claim.delivery_id,
+        "b_token": outcome.claim.lease_token,
+        "v_attempts": outcome.claim.attempts_made + 1,
+        "v_outcome": decision.outcome,
+        "v_next_attempt_at": now + (decision.wait or 0.0)
+        if decision.outcome == "pending"
+        else None,
+        "v_status_code": result.status_code if result is not None else None,
+        "v_delivered_at": stamp if success else None,
+        "v_error_detail": None if success else decision.reason or (result and result.error),
+    }
+
+
+def _attempt_row(outcome: Outcome) -> dict[str, Any]:
+    result = outcome.result
+    assert result is not None
+    return {
+        "delivery_id": outcome.claim.delivery_id,
+        "number": outcome.claim.attempts_made + 1,
+        "started_at": result.started_at,
+        "duration_ms": result.duration_ms,
+        "status_code": result.status_code,
+        "error": result.error,
+        "response_excerpt": result.response_excerpt,
+        "address": result.address,
+    }
 
 
 async def _count_failure(
-    tx: Any, webhook_id: int, decision: Decision, auto_disable_after: int
-) -> None:
+    tx: WriteTransaction, outcome: Outcome, auto_disable_after: int, stamp: datetime
+) -> bool:
+    """Count a failed delivery against its webhook; True if that disabled it."""
+    webhook_id, decision = outcome.claim.webhook_id, outcome.decision
     row = (
         await tx.execute(
             sa.select(webhooks.c.consecutive_failures, webhooks.c.active).where(
@@ -248,9 +534,9 @@ async def _count_failure(
         )
     ).first()
     if row is None:
-        return
+        return False
     failures = row.consecutive_failures + 1
-    values: dict[str, Any] = {"consecutive_failures": failures, "time_updated": ev.now()}
+    values: dict[str, Any] = {"consecutive_failures": failures, "time_updated": stamp}
     reason = None
     if decision.disable_webhook:
         reason = "disabled: the endpoint answered 410 Gone (no more deliveries wanted)"
@@ -263,24 +549,31 @@ async def _count_failure(
     await tx.execute(webhooks.update().where(webhooks.c.id == webhook_id).values(**values))
     if reason:
         await settle_queued(tx, webhook_id, f"webhook {reason}")
+    return reason is not None
 
 
-async def prune(db: Database, *, older_than: datetime) -> int:
-    """Remove settled deliveries (and then unreferenced events) older than a date."""
-    async with db.write() as tx:
-        old = sa.select(deliveries.c.id).where(
-            (deliveries.c.outcome != "pending") & (deliveries.c.time_created < older_than)
-        )
-        await tx.execute(attempts.delete().where(attempts.c.delivery_id.in_(old)))
-        result = await tx.execute(
-            deliveries.delete().where(
-                (deliveries.c.outcome != "pending") & (deliveries.c.time_created < older_than)
-            )
-        )
-        referenced = sa.select(deliveries.c.event_row_id)
+async def _disable_endpoint(
+    tx: WriteTransaction, disabled: EndpointDisabled, stamp: datetime
+) -> set[int]:
+    active = await tx.execute(sa.select(webhooks.c.id, webhooks.c.url).where(webhooks.c.active))
+    ids: set[int] = set()
+    for hook in active:
+        if endpoint_of(hook.url) != disabled.endpoint:
+            continue
         await tx.execute(
-            events.delete().where(
-                (events.c.time_created < older_than) & events.c.id.not_in(referenced)
-            )
+            webhooks.update()
+            .where(webhooks.c.id == hook.id)
+            .values(active=False, disabled_reason=disabled.reason, time_updated=stamp)
         )
-        return result.rowcount
+        await settle_queued(tx, hook.id, f"webhook {disabled.reason}")
+        ids.add(hook.id)
+    return ids
+
+
+async def settle_queued(tx: WriteTransaction, webhook_id: int, reason: str) -> None:
+    """Settle a webhook's queued deliveries as failed with ``reason``."""
+    await tx.execute(
+        deliveries.update()
+        .where((deliveries.c.webhook_id == webhook_id) & (deliveries.c.outcome == "pending"))
+        .values(outcome="failed", error_detail=reason, next_attempt_at=None, lease_token=None)
+    )
