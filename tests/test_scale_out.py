@@ -48,7 +48,12 @@ def _create_containers(servers: list[ServeProcess], keys: list[str], threads: in
 
 def _attempts_sent(server: ServeProcess) -> float:
     """The attempts one process has made, from its own ``/metrics``."""
-    text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    response = httpx.get(
+        f"{server.base_url}/metrics",
+        headers={"Authorization": f"Apikey {API_KEY}"},
+        timeout=10,
+    )
+    text = response.raise_for_status().text
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
