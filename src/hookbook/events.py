@@ -109,7 +109,7 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 
-_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
+_EVENT_ADAPTER: TypeAdapter[BaseModel] = TypeAdapter(Event)
 
 
 def serialize(event: BaseModel) -> str:

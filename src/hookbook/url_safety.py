@@ -521,7 +521,10 @@ async def _resolve(resolver: Resolver, host: str, port: int) -> list[IPAddress]:
     try:
         found = await resolver(host, port)
     except (OSError, TimeoutError, UnicodeError) as exc:
-        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        if isinstance(exc, TimeoutError):
+            why = "timed out"
+        else:  # a UnicodeError (a host IDNA cannot encode) has no strerror
+            why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
         raise UnsafeURLError(
             f"URL host {host} does not resolve ({why})", host=host, reason="unresolvable"
         ) from exc

@@ -344,7 +344,7 @@ class CatalogStore:
             timestamp=stamp,
             key=node.key,
             path=list(node.path),
-            structure_family=node.structure_family,  # type: ignore[arg-type]
+            structure_family=node.structure_family,  # type: ignore[arg-type]  # pydantic checks the str
             specs=node.specs,
             metadata=node.metadata,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import numpy as np
@@ -60,19 +60,19 @@ class Node:
 
     @property
     def structure_family(self) -> str:
-        return self._item["attributes"]["structure_family"]
+        return cast(str, self._item["attributes"]["structure_family"])
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return self._item["attributes"]["metadata"]
+        return cast(dict[str, Any], self._item["attributes"]["metadata"])
 
     @property
     def specs(self) -> list[dict[str, Any]]:
-        return self._item["attributes"]["specs"]
+        return cast(list[dict[str, Any]], self._item["attributes"]["specs"])
 
     @property
     def structure(self) -> dict[str, Any] | None:
-        return self._item["attributes"]["structure"]
+        return cast(dict[str, Any] | None, self._item["attributes"]["structure"])
 
     def refresh(self) -> Node:
         """Fetch this node's item again (metadata, specs, structure)."""
@@ -126,11 +126,11 @@ class ArrayNode(_Stream):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.structure["shape"])  # type: ignore[index]
+        return tuple(self.structure["shape"])  # type: ignore[index]  # an array has one
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return protocol.DataType.model_validate(self.structure["data_type"]).to_numpy()  # type: ignore[index]
+        return protocol.DataType.model_validate(self.structure["data_type"]).to_numpy()  # type: ignore[index]  # an array has one
 
     def read(self, slice: Any = ...) -> np.ndarray:
         """The data (or a slice of it), read from the server (one request: the
@@ -213,7 +213,7 @@ class TableNode(_Stream):
 
     @property
     def columns(self) -> list[str]:
-        return list(self.structure["columns"])  # type: ignore[index]
+        return list(self.structure["columns"])  # type: ignore[index]  # a table has one
 
     def read_arrow(self, columns: Sequence[str] | None = None) -> Any:
         import pyarrow as pa
@@ -283,7 +283,7 @@ class Container(Node):
         page = self._transport.json(
             "GET", _route("search", self.path), params={"page[offset]": 0, "page[limit]": 0}
         )
-        return page["meta"]["count"]
+        return cast(int, page["meta"]["count"])
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key in self.keys()
@@ -320,13 +320,15 @@ class Container(Node):
                     "management": "writable",
                 }
             ]
-        return self._transport.json("POST", _route("metadata", self.path), json=body)
+        return cast(
+            dict[str, Any], self._transport.json("POST", _route("metadata", self.path), json=body)
+        )
 
     def create_container(
         self, key: str, *, metadata: Mapping[str, Any] | None = None, specs: Any = None
     ) -> Container:
         self._create(key, "container", metadata, specs)
-        return self[key]
+        return cast(Container, self[key])
 
     def _written(
         self, key: str, family: str, created: Mapping[str, Any], structure: Any, specs: Any
@@ -380,7 +382,7 @@ class Container(Node):
             raise TypeError(str(exc)) from None
         created = self._create(key, "array", metadata, specs, structure.model_dump(mode="json"))
         self._upload(key, "array/full", data.tobytes(), protocol.ARRAY_MIME_TYPE)
-        return self._written(key, "array", created, structure, specs)
+        return cast(ArrayNode, self._written(key, "array", created, structure, specs))
 
     def write_table(
         self,
@@ -395,7 +397,7 @@ class Container(Node):
         structure = protocol.TableStructure.from_arrow_schema(arrow.schema)
         created = self._create(key, "table", metadata, specs, structure.model_dump(mode="json"))
         self._upload(key, "table/full", _ipc_file(arrow), protocol.APACHE_ARROW_FILE_MIME_TYPE)
-        return self._written(key, "table", created, structure, specs)
+        return cast(TableNode, self._written(key, "table", created, structure, specs))
 
     write_dataframe = write_table
 

@@ -60,7 +60,7 @@ class Webhook:
             url=data["url"],
             events=data.get("events"),
             active=data["active"],
-            time_created=_when(data["time_created"]),  # type: ignore[arg-type]
+            time_created=_when(data["time_created"]),  # type: ignore[arg-type]  # never null
             path=data.get("path", []),
             disabled_reason=data.get("disabled_reason"),
             has_secret=data.get("has_secret", False),
@@ -92,7 +92,7 @@ class Attempt:
     def from_json(cls, data: dict[str, Any]) -> Attempt:
         return cls(
             number=data["number"],
-            started_at=_when(data["started_at"]),  # type: ignore[arg-type]
+            started_at=_when(data["started_at"]),  # type: ignore[arg-type]  # never null
             duration_ms=data["duration_ms"],
             status_code=data.get("status_code"),
             error=data.get("error"),
@@ -145,7 +145,7 @@ class Delivery:
             attempts=data["attempts"],
             status_code=data.get("status_code"),
             error_detail=data.get("error_detail"),
-            time_created=_when(data["time_created"]),  # type: ignore[arg-type]
+            time_created=_when(data["time_created"]),  # type: ignore[arg-type]  # never null
             delivered_at=_when(data.get("delivered_at")),
             redelivery_of=data.get("redelivery_of"),
             attempt_log=None if log is None else tuple(Attempt.from_json(a) for a in log),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from ..db import Database, attempts, deliveries, events
@@ -25,7 +27,7 @@ _DELIVERY_COLUMNS = (
 )
 
 
-def with_payload() -> sa.Select:
+def with_payload() -> sa.Select[*tuple[Any, ...]]:
     """Delivery columns joined with the event body (the payload)."""
     return sa.select(*_DELIVERY_COLUMNS).join(events, events.c.id == deliveries.c.event_row_id)
 

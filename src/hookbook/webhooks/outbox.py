@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -280,7 +280,7 @@ class Outbox:
             )
         )
         tx.new_deliveries += 1
-        return result.inserted_primary_key[0]
+        return cast(int, result.inserted_primary_key[0])
 
     def forget(self, webhook_ids: Collection[int]) -> None:
         """Tell the in-process worker that these webhooks were disabled or deleted."""
@@ -391,7 +391,7 @@ class Outbox:
                 .where((deliveries.c.outcome == "pending") & deliveries.c.lease_token.is_not(None))
                 .values(next_attempt_at=self.clock.time(), lease_token=None)
             )
-            return result.rowcount
+            return cast(int, result.rowcount)
 
     # ---- record -------------------------------------------------------------
 
@@ -454,7 +454,7 @@ class Outbox:
                     sa.select(sa.func.count()).where(deliveries.c.outcome == "pending")
                 )
             ).scalar_one()
-            rows = []
+            rows: Sequence[sa.Row[Any]] = []
             if limit and count:
                 rows = (
                     await conn.execute(
@@ -486,7 +486,7 @@ class Outbox:
                     (events.c.time_created < older_than) & events.c.id.not_in(referenced)
                 )
             )
-            return result.rowcount
+            return cast(int, result.rowcount)
 
 
 def _row_values(outcome: Outcome, now: float, stamp: datetime) -> dict[str, Any]:

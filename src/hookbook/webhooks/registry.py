@@ -97,7 +97,7 @@ class WebhookRegistry:
         url: str,
         *,
         secret: str | None = None,
-        events: list[str] | None = None,
+        events: Sequence[str] | None = None,
     ) -> WebhookRecord:
         segments = parse_path(path)
         async with self.db.read() as conn:
@@ -140,13 +140,14 @@ class WebhookRegistry:
 
     @staticmethod
     async def _find(conn: Any, segments: tuple[str, ...], url: str) -> int | None:
-        return (
+        found: int | None = (
             await conn.execute(
                 sa.select(webhooks.c.id).where(
                     (webhooks.c.node_path == join_path(segments)) & (webhooks.c.url == url)
                 )
             )
         ).scalar()
+        return found
 
     async def get(self, webhook_id: int) -> WebhookRecord:
         async with self.db.read() as conn:

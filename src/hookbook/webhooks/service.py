@@ -86,7 +86,7 @@ class WebhookService:
         url: str,
         *,
         secret: str | None = None,
-        events: list[str] | None = None,
+        events: Sequence[str] | None = None,
     ) -> WebhookRecord:
         return await self.registry.register(path, url, secret=secret, events=events)
 

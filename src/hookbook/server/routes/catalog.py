@@ -169,7 +169,8 @@ async def create(path: str, request: Request, store: StoreDep, _: WriteMetadata)
         specs=[s.model_dump() for s in body.specs],
         structure=None if structure is None else structure.model_dump(mode="json"),
     )
-    ndim = len(node.structure["shape"]) if node.structure_family == "array" else None
+    shape = node.structure["shape"] if node.structure and node.structure_family == "array" else None
+    ndim = None if shape is None else len(shape)
     links = protocol.links_for(node.structure_family, base_url(request), list(node.path), ndim=ndim)
     return protocol.CreateNodeResponse(
         id=node.key, links=protocol.NodeLinks.model_validate(links), metadata=node.metadata
@@ -294,7 +295,7 @@ def _array_response(data: np.ndarray) -> Response:
     """Raw C-order bytes in the stored byte order, and the shape in a header."""
     flat = np.asarray(data, order="C").reshape(-1).view(np.uint8)
     return _RawResponse(
-        memoryview(flat),
+        flat.data,
         media_type=protocol.ARRAY_MIME_TYPE,
         headers={SHAPE_HEADER: ",".join(str(n) for n in data.shape)},
     )
