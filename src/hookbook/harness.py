@@ -294,8 +294,7 @@ class SimpleServer:
         worker = self.app.state.services.worker
         if worker is None:
             raise RuntimeError("webhooks are not enabled on this server: nothing to drain")
-        future = asyncio.run_coroutine_threadsafe(worker.drain(timeout), self._loop)  # type: ignore[arg-type]  # set once started
-        future.result(timeout + 5)
+        self.run(worker.drain(timeout), timeout + 5)
 
     def run(self, coroutine: Any, timeout: float = 30.0) -> Any:
         """Run a coroutine on the server's event loop (for tests and tools)."""
