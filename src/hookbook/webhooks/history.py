@@ -27,7 +27,7 @@ _DELIVERY_COLUMNS = (
 )
 
 
-def with_payload() -> sa.Select[*tuple[Any, ...]]:
+def with_payload() -> sa.Select[Any]:
     """Delivery columns joined with the event body (the payload)."""
     return sa.select(*_DELIVERY_COLUMNS).join(events, events.c.id == deliveries.c.event_row_id)
 
