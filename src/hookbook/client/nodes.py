@@ -11,14 +11,15 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
-
-import numpy as np
 
 from .. import protocol
 from ..errors import HookbookError
 from .transport import Transport
+
+if TYPE_CHECKING:  # numpy is imported on the first array read or write
+    import numpy as np
 
 
 def _quote(segment: str) -> str:
@@ -149,6 +150,8 @@ class ArrayNode(_Stream):
             shape = protocol.sliced_shape(key, self.shape)
         else:
             shape = tuple(int(n) for n in header.split(",") if n)
+        import numpy as np
+
         return np.frombuffer(response.content, dtype=self.dtype).reshape(shape).copy()
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -162,6 +165,8 @@ class ArrayNode(_Stream):
         self.refresh()
         if not self.shape:
             raise ValueError(f"{'/'.join(self.path)!r} is 0-d: it has no axis to append along")
+        import numpy as np
+
         array = np.ascontiguousarray(np.asarray(data, dtype=self.dtype))
         if array.ndim == len(self.shape) - 1:
             array = array.reshape((1, *array.shape))  # a single row
@@ -374,6 +379,8 @@ class Container(Node):
         dims: Sequence[str] | None = None,
     ) -> ArrayNode:
         """Store an array-like under ``key``; announced once its data is readable."""
+        import numpy as np
+
         # asarray(order="C"), not ascontiguousarray: that one turns a 0-d array into 1-d.
         data = np.asarray(array, order="C")
         try:
