@@ -973,12 +973,8 @@ def test_array_patch_rejected(offset, shape, persist, word):
         params.plan((3, 4))
 
 
-def test_small_params():
-    assert P.TablePartitionParams(partition=0).column is None
-    with pytest.raises(ValidationError):
-        P.TablePartitionParams(partition=-1)
+def test_delete_params_default_to_tileds():
     assert P.DeleteParams().model_dump() == {"recursive": False, "external_only": True}
-    assert P.ErrorResponse(detail="x").model_dump() == {"detail": "x"}
 
 
 def test_unsupported_routes_name_themselves():

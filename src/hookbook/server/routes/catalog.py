@@ -93,6 +93,15 @@ async def node_item(store: CatalogStore, node: Node, base: str) -> dict[str, Any
     )
 
 
+def _check_fields(fields: list[str] | None) -> None:
+    """Refuse unknown ``fields=`` names. Items always carry every field: a
+    client that asks for fewer ignores the rest."""
+    try:
+        protocol.parse_fields(fields)
+    except ValueError as exc:
+        raise ClientInputError(str(exc)) from None
+
+
 # ---- discovery ----------------------------------------------------------------
 
 
@@ -103,8 +112,13 @@ async def about(request: Request) -> dict[str, Any]:
 
 @router.get("/metadata/{path:path}", summary="A node's item")
 async def get_metadata(
-    path: str, request: Request, store: StoreDep, _: ReadMetadata
+    path: str,
+    request: Request,
+    store: StoreDep,
+    _: ReadMetadata,
+    fields: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
+    _check_fields(fields)
     node = await store.get(path)
     return protocol.metadata_response(await node_item(store, node, base_url(request)))
 
@@ -118,7 +132,9 @@ async def search(
     offset: Annotated[int, Query(alias="page[offset]", ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(alias="page[limit]", ge=0)] = protocol.DEFAULT_PAGE_LIMIT,
     sort: Annotated[list[str] | None, Query()] = None,
+    fields: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
+    _check_fields(fields)
     filters = sorted(k for k in request.query_params if k.startswith("filter["))
     if filters:
         raise ClientInputError(f"hookbook does not support search filters ({filters[0]})")
@@ -221,11 +237,10 @@ async def delete(
     store: StoreDep,
     services: ServicesDep,
     _: WriteMetadata,
-    recursive: bool = False,
-    external_only: bool = True,
+    params: Annotated[protocol.DeleteParams, Query()],
 ) -> dict[str, Any]:
     node = await store.get(path)
-    if node.structure_family == "container" and not recursive:
+    if node.structure_family == "container" and not params.recursive:
         count = await store.count_children(node)
         if count:
             raise ConflictError(
