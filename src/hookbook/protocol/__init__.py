@@ -39,9 +39,11 @@ Conventions
   absolute: the client requests links verbatim.
 * ``path_segments`` is the list of keys from the root to a node, e.g.
   ``["run1", "det"]``; the root is ``[]``.
-* Parsers raise :class:`ValueError` with a message meant for the HTTP
-  ``detail`` (a 4xx); they never raise anything the server would turn
-  into a 500.
+* Parsers raise :class:`~hookbook.errors.ClientInputError` (or a subclass
+  that names the status: 409, 422) with a message meant for the HTTP
+  ``detail``; it is also a :class:`ValueError`, so inside a model's
+  validator pydantic reports it as a validation error. They never raise
+  anything the server would turn into a 500.
 """
 
 from __future__ import annotations

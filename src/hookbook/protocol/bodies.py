@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..errors import ClientInputError, ConflictError
 from ..patching import PatchBudget, apply_json_patch
 from .constants import JSON_PATCH_MIME_TYPE
 from .envelope import NodeLinks
@@ -72,7 +73,7 @@ class CreateNodeRequest(BaseModel):
     @classmethod
     def _family(cls, value: Any) -> Any:
         if isinstance(value, str) and value not in SUPPORTED_FAMILIES:
-            raise ValueError(unsupported_family_message(value))
+            raise ClientInputError(unsupported_family_message(value))
         return value
 
     @field_validator("specs", mode="before")
@@ -86,7 +87,7 @@ class CreateNodeRequest(BaseModel):
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            raise ValueError(f"metadata must be a JSON object, not {type(value).__name__}")
+            raise ClientInputError(f"metadata must be a JSON object, not {type(value).__name__}")
         return value
 
     @model_validator(mode="after")
@@ -94,29 +95,29 @@ class CreateNodeRequest(BaseModel):
         family = self.structure_family
         if family is StructureFamily.container:
             if self.data_sources:
-                raise ValueError("a container is created without data_sources")
+                raise ClientInputError("a container is created without data_sources")
             return self
         if len(self.data_sources) != 1:
-            raise ValueError(
+            raise ClientInputError(
                 f"a {family.value} is created with exactly one data source, "
                 f"not {len(self.data_sources)}"
             )
         (source,) = self.data_sources
         if source.structure_family != family.value:
-            raise ValueError(
+            raise ClientInputError(
                 f"the data source is a {source.structure_family!r}, the node a {family.value!r}"
             )
         if source.assets:
-            raise ValueError(
+            raise ClientInputError(
                 "registering external assets is not supported by hookbook "
                 "(data is written through the API)"
             )
         if source.management != "writable":
-            raise ValueError(
+            raise ClientInputError(
                 f"data source management {source.management!r} is not supported (only 'writable')"
             )
         if source.structure is None:
-            raise ValueError(f"the data source of a {family.value} needs a structure")
+            raise ClientInputError(f"the data source of a {family.value} needs a structure")
         self._structure = parse_structure(family.value, source.structure)
         return self
 
@@ -167,8 +168,8 @@ def _merge_patch(target: Any, patch: Any) -> Any:
 def _apply_json_patch(document: Any, operations: list[Any], what: str, budget: PatchBudget) -> Any:
     try:
         return apply_json_patch(document, operations, budget)
-    except ValueError as err:
-        raise ValueError(f"the {what} {err}") from None
+    except ConflictError as err:
+        raise ConflictError(f"{what}: {err.detail}") from None
 
 
 class MetadataPatchRequest(BaseModel):
@@ -204,17 +205,17 @@ class MetadataPatchRequest(BaseModel):
     def _shapes(self) -> MetadataPatchRequest:
         if self.content_type == JSON_PATCH_MIME_TYPE:
             if isinstance(self.metadata, dict):
-                raise ValueError("a JSON Patch of metadata is a list of operations")
+                raise ClientInputError("a JSON Patch of metadata is a list of operations")
             for op in (self.metadata or []) + [
                 s for s in (self.specs or []) if isinstance(s, dict)
             ]:
                 if not isinstance(op.get("op"), str) or not isinstance(op.get("path"), str):
-                    raise ValueError(f"a JSON Patch operation needs 'op' and 'path': {op!r}")
+                    raise ClientInputError(f"a JSON Patch operation needs 'op' and 'path': {op!r}")
             if any(not isinstance(s, dict) for s in self.specs or []):
-                raise ValueError("a JSON Patch of specs is a list of operations")
+                raise ClientInputError("a JSON Patch of specs is a list of operations")
         else:
             if isinstance(self.metadata, list):
-                raise ValueError("a merge patch of metadata is a JSON object")
+                raise ClientInputError("a merge patch of metadata is a JSON object")
             if self.specs is not None:
                 normalise_specs(self.specs)
         return self
@@ -224,10 +225,12 @@ class MetadataPatchRequest(BaseModel):
     ) -> tuple[dict[str, Any], list[Spec]]:
         """Apply this patch to the current metadata and specs.
 
-        Returns ``(new_metadata, new_specs)``. Raises :class:`ValueError`
-        when the patch does not apply (e.g. it removes a key that is no
-        longer there: the client computed it against a stale copy; answer
-        409) or when the result is not a JSON object / not valid specs. A
+        Returns ``(new_metadata, new_specs)``. Raises
+        :class:`~hookbook.errors.ConflictError` (409) when the patch does not
+        apply (e.g. it removes a key that is no longer there: the client
+        computed it against a stale copy) or its result is not a JSON object,
+        and :class:`~hookbook.errors.ClientInputError` when the resulting
+        specs are not valid. A
         JSON Patch runs within ``budget`` (:mod:`hookbook.patching`: a 413
         at the first operation that takes the document over the limit).
         """
@@ -250,7 +253,7 @@ class MetadataPatchRequest(BaseModel):
             new_metadata = _merge_patch(dict(metadata), self.metadata or {})
             new_specs = specs if self.specs is None else self.specs
         if not isinstance(new_metadata, dict):
-            raise ValueError("the patched metadata is not a JSON object")
+            raise ConflictError("the patched metadata is not a JSON object")
         return new_metadata, normalise_specs(list(new_specs))
 
 

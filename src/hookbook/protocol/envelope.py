@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..errors import ClientInputError
 from .constants import (
     APACHE_ARROW_FILE_MIME_TYPE,
     ARRAY_MIME_TYPE,
@@ -91,7 +92,7 @@ class About(BaseModel):
     @classmethod
     def _self_link(cls, value: dict[str, str]) -> dict[str, str]:
         if "self" not in value:
-            raise ValueError("links must include 'self'")
+            raise ClientInputError("links must include 'self'")
         return value
 
 
@@ -155,7 +156,7 @@ def links_for(
         links["full"] = f"{base_url}/container/full/{path}"
     elif family is StructureFamily.array:
         if ndim is None or ndim < 0:
-            raise ValueError("the links of an array need its number of axes (ndim=)")
+            raise ClientInputError("the links of an array need its number of axes (ndim=)")
         fields = ",".join(f"{{{axis}}}" for axis in range(ndim))
         links["full"] = f"{base_url}/array/full/{path}"
         links["block"] = f"{base_url}/array/block/{path}?block={fields}"
@@ -246,7 +247,7 @@ class NodeAttributes(BaseModel):
         if self.structure is not None:
             expected = STRUCTURE_MODELS[self.structure_family.value]
             if not isinstance(self.structure, expected):
-                raise ValueError(
+                raise ClientInputError(
                     f"a {self.structure_family.value} node needs a {expected.__name__}"
                 )
         return self
@@ -366,7 +367,7 @@ def pagination_links(
 ) -> dict[str, str | None]:
     """The ``links`` of a search page (see :class:`PaginationLinks`)."""
     if offset < 0 or limit < 0 or count < 0:
-        raise ValueError("offset, limit and count must not be negative")
+        raise ClientInputError("offset, limit and count must not be negative")
     route = f"{base_url.rstrip('/')}/search/{quoted_path(path_segments)}"
 
     def page(start: int) -> str:

@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote
 
+from ..errors import ClientInputError
+
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -18,17 +20,17 @@ def validate_key(key: str) -> str:
     gives no key.)
     """
     if not isinstance(key, str):
-        raise ValueError(f"a key must be a string, not {type(key).__name__}")
+        raise ClientInputError(f"a key must be a string, not {type(key).__name__}")
     if key == "":
-        raise ValueError("a key must not be empty")
+        raise ClientInputError("a key must not be empty")
     if len(key) > 255:
-        raise ValueError(f"a key must be at most 255 characters, not {len(key)}")
+        raise ClientInputError(f"a key must be at most 255 characters, not {len(key)}")
     if "/" in key:
-        raise ValueError(f"a key must not contain '/': {key!r}")
+        raise ClientInputError(f"a key must not contain '/': {key!r}")
     if key in {".", ".."}:
-        raise ValueError(f"{key!r} is not a valid key")
+        raise ClientInputError(f"{key!r} is not a valid key")
     if _CONTROL_CHARACTERS.search(key):
-        raise ValueError(f"a key must not contain control characters: {key!r}")
+        raise ClientInputError(f"a key must not contain control characters: {key!r}")
     return key
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import ClientInputError, InvalidDataError, InvalidRequestError
 from .slicing import parse_int_tuple
 
 #: Values accepted in the ``fields=`` query parameter of ``/metadata`` and
@@ -32,13 +33,16 @@ def parse_fields(values: Sequence[str] | None) -> frozenset[str] | None:
 
     ``None`` (absent) means all fields. ``{""}`` means keys only (the client
     sends ``fields=`` when it iterates keys); ``{"count"}`` means only
-    ``meta.count`` (``len()``). Unknown names raise :class:`ValueError`.
+    ``meta.count`` (``len()``). Unknown names raise
+    :class:`~hookbook.errors.InvalidRequestError` (422, as Tiled).
     """
     if values is None:
         return None
     unknown = [v for v in values if v not in ENTRY_FIELDS]
     if unknown:
-        raise ValueError(f"unknown fields {unknown}; known: {sorted(f for f in ENTRY_FIELDS if f)}")
+        raise InvalidRequestError(
+            f"unknown fields {unknown}; known: {sorted(f for f in ENTRY_FIELDS if f)}"
+        )
     return frozenset(values)
 
 
@@ -60,11 +64,11 @@ def parse_sort(values: Sequence[str] | None) -> list[tuple[str, int]]:
         else:
             key, direction = value, 1
         if key in out:
-            raise ValueError(f"duplicate sorting key {key!r}")
+            raise ClientInputError(f"duplicate sorting key {key!r}")
         out[key] = direction
     keys = list(out)
     if "" in out and keys[-1] != "":
-        raise ValueError("the default order (empty key) must be the last sort item")
+        raise ClientInputError("the default order (empty key) must be the last sort item")
     return list(out.items())
 
 
@@ -120,8 +124,8 @@ class ArrayPatchParams(BaseModel):
     def plan(self, current_shape: Sequence[int]) -> ArrayPatchPlan:
         """Work out the new shape and the target region.
 
-        Raises :class:`ValueError` (answer 400) when the data's shape does
-        not have the array's number of axes, when ``offset`` has more
+        Raises :class:`~hookbook.errors.InvalidDataError` (422) when the
+        data's shape does not have the array's number of axes, when ``offset`` has more
         entries than axes, or when ``persist`` is false. A write that does
         not fit without ``extend`` is reported in ``plan.conflict`` (answer
         409 with it as the ``detail``; it says "Use ?extend=true", which the
@@ -129,14 +133,16 @@ class ArrayPatchParams(BaseModel):
         """
         current = tuple(current_shape)
         if not self.persist:
-            raise ValueError("persist=false is not supported by hookbook")
+            raise InvalidDataError("persist=false is not supported by hookbook")
         if len(self.shape) != len(current):
-            raise ValueError(
+            raise InvalidDataError(
                 f"the data has {len(self.shape)} axes (shape {list(self.shape)}), "
                 f"the array {len(current)} (shape {list(current)})"
             )
         if len(self.offset) > len(current):
-            raise ValueError(f"offset {list(self.offset)} has more entries than the array has axes")
+            raise InvalidDataError(
+                f"offset {list(self.offset)} has more entries than the array has axes"
+            )
         offset = tuple(self.offset) + (0,) * (len(current) - len(self.offset))
         new_shape = tuple(
             max(n, o + d) for n, o, d in zip(current, offset, self.shape, strict=True)

@@ -6,15 +6,19 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import ClientInputError
+
 
 def parse_int_tuple(text: str | None, *, name: str) -> tuple[int, ...]:
     """Parse a comma-separated list of non-negative integers (``"3"``,
     ``"3,0"``), as in the ``offset`` and ``shape`` query parameters."""
     if text is None or not text.strip():
-        raise ValueError(f"{name} is required (comma-separated integers)")
+        raise ClientInputError(f"{name} is required (comma-separated integers)")
     parts = [p.strip() for p in text.split(",")]
     if not all(re.fullmatch(r"\d+", p) for p in parts):
-        raise ValueError(f"{name} must be comma-separated non-negative integers, not {text!r}")
+        raise ClientInputError(
+            f"{name} must be comma-separated non-negative integers, not {text!r}"
+        )
     return tuple(int(p) for p in parts)
 
 
@@ -35,7 +39,7 @@ def _slice_piece(piece: str, part: str) -> int | None:
     if piece == "":
         return None
     if not _INT.match(piece):
-        raise ValueError(f"invalid slice part {part!r}: {piece!r} is not an integer")
+        raise ClientInputError(f"invalid slice part {part!r}: {piece!r} is not an integer")
     return int(piece)
 
 
@@ -52,7 +56,7 @@ def parse_slice(text: str | None, shape: Sequence[int]) -> tuple[slice | int, ..
     Returns exactly one entry per axis (``...`` expanded, missing trailing
     axes filled with ``slice(None)``) so that ``array[result]`` works and
     :func:`sliced_shape` gives the result's shape. Negative integer indices
-    are made non-negative. Raises :class:`ValueError` on garbage, a zero
+    are made non-negative. Raises :class:`~hookbook.errors.ClientInputError` on garbage, a zero
     step, too many indices, or an index out of range. An empty or absent
     parameter selects everything.
     """
@@ -60,7 +64,7 @@ def parse_slice(text: str | None, shape: Sequence[int]) -> tuple[slice | int, ..
     ndim = len(shape)
     body = (text or "").replace(" ", "").strip("()[]")
     if body == ",":
-        raise ValueError(f"invalid slice {text!r}: empty entry")
+        raise ClientInputError(f"invalid slice {text!r}: empty entry")
     if body.endswith(","):
         body = body[:-1]
     if not body:
@@ -69,10 +73,10 @@ def parse_slice(text: str | None, shape: Sequence[int]) -> tuple[slice | int, ..
     parsed: list[Any] = []
     for part in parts:
         if part == "":
-            raise ValueError(f"invalid slice {text!r}: empty entry")
+            raise ClientInputError(f"invalid slice {text!r}: empty entry")
         if part == "...":
             if any(p is Ellipsis for p in parsed):
-                raise ValueError(f"invalid slice {text!r}: more than one '...'")
+                raise ClientInputError(f"invalid slice {text!r}: more than one '...'")
             parsed.append(Ellipsis)
             continue
         pieces = part.split(":")
@@ -81,13 +85,13 @@ def parse_slice(text: str | None, shape: Sequence[int]) -> tuple[slice | int, ..
         elif len(pieces) <= 3:
             start, stop, step = (_slice_piece(p, part) for p in (*pieces, "")[:3])
             if step == 0:
-                raise ValueError(f"invalid slice part {part!r}: step must not be zero")
+                raise ClientInputError(f"invalid slice part {part!r}: step must not be zero")
             parsed.append(slice(start, stop, step))
         else:
-            raise ValueError(f"invalid slice part {part!r}: too many ':'")
+            raise ClientInputError(f"invalid slice part {part!r}: too many ':'")
     explicit = [p for p in parsed if p is not Ellipsis]
     if len(explicit) > ndim:
-        raise ValueError(f"slice {text!r} has {len(explicit)} indices, the array {ndim} axes")
+        raise ClientInputError(f"slice {text!r} has {len(explicit)} indices, the array {ndim} axes")
     if Ellipsis in parsed:
         at = parsed.index(Ellipsis)
         fill = [slice(None)] * (ndim - len(explicit))
@@ -97,7 +101,7 @@ def parse_slice(text: str | None, shape: Sequence[int]) -> tuple[slice | int, ..
     for axis, (index, length) in enumerate(zip(parsed, shape, strict=True)):
         if isinstance(index, int):
             if not -length <= index < length:
-                raise ValueError(
+                raise ClientInputError(
                     f"index {index} is out of range for axis {axis} of length {length}"
                 )
             index %= length
@@ -131,7 +135,7 @@ def format_slice(key: Any) -> str:
                 text += f":{int(index.step)}"
             out.append(text)
         elif isinstance(index, bool) or not hasattr(index, "__index__"):
-            raise ValueError(f"cannot express {index!r} as a slice parameter")
+            raise ClientInputError(f"cannot express {index!r} as a slice parameter")
         else:
             out.append(str(index.__index__()))
     return ",".join(out)

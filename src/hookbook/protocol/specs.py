@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..errors import ClientInputError, validation_message
 from .constants import MAX_SPECS
 
 
@@ -39,31 +40,33 @@ def _one_spec(value: Any) -> Spec:
     elif isinstance(value, Mapping):
         unknown = set(value) - {"name", "version"}
         if unknown:
-            raise ValueError(
+            raise ClientInputError(
                 f"a spec has only 'name' and 'version', not {sorted(map(str, unknown))}"
             )
         if "name" not in value:
-            raise ValueError(f"a spec needs a 'name': {dict(value)!r}")
+            raise ClientInputError(f"a spec needs a 'name': {dict(value)!r}")
         name, version = value["name"], value.get("version")
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         # For example tiled.structures.core.Spec, handed over by a user.
         fields = dataclasses.asdict(value)
         if set(fields) != {"name", "version"}:
-            raise ValueError(f"cannot interpret {value!r} as a spec")
+            raise ClientInputError(f"cannot interpret {value!r} as a spec")
         name, version = fields["name"], fields["version"]
     else:
-        raise ValueError(
+        raise ClientInputError(
             f"a spec must be a name (str), a {{'name', 'version'}} mapping or a Spec, "
             f"not {type(value).__name__}: {value!r}"
         )
     if not isinstance(name, str):
-        raise ValueError(f"a spec name must be a string, not {type(name).__name__}")
+        raise ClientInputError(f"a spec name must be a string, not {type(name).__name__}")
     if version is not None and not isinstance(version, str):
-        raise ValueError(f"a spec version must be a string or null, not {type(version).__name__}")
+        raise ClientInputError(
+            f"a spec version must be a string or null, not {type(version).__name__}"
+        )
     try:
         return Spec(name=name, version=version)
     except ValidationError as err:
-        raise ValueError(f"invalid spec {name!r}: {first_error(err)}") from None
+        raise ClientInputError(f"invalid spec {name!r}: {validation_message(err)}") from None
 
 
 def normalise_specs(value: Any) -> list[Spec]:
@@ -73,7 +76,7 @@ def normalise_specs(value: Any) -> list[Spec]:
     spec is a bare string (a name, no version), a mapping with ``name`` and
     optional ``version``, a :class:`Spec`, or a dataclass with exactly the
     fields ``name`` and ``version`` (such as ``tiled.structures.core.Spec``).
-    Raises :class:`ValueError` for anything else, for duplicates, and for
+    Raises :class:`~hookbook.errors.ClientInputError` for anything else, for duplicates, and for
     more than :data:`MAX_SPECS` specs.
     """
     if value is None:
@@ -85,7 +88,7 @@ def normalise_specs(value: Any) -> list[Spec]:
     elif isinstance(value, (list, tuple)):
         values = list(value)
     else:
-        raise ValueError(
+        raise ClientInputError(
             f"specs must be a list of names, {{'name', 'version'}} mappings or Specs, "
             f"not {type(value).__name__}: {value!r}"
         )
@@ -93,14 +96,8 @@ def normalise_specs(value: Any) -> list[Spec]:
     seen: set[Spec] = set()
     for spec in specs:
         if spec in seen:
-            raise ValueError(f"duplicate spec {spec.name!r} (version {spec.version!r})")
+            raise ClientInputError(f"duplicate spec {spec.name!r} (version {spec.version!r})")
         seen.add(spec)
     if len(specs) > MAX_SPECS:
-        raise ValueError(f"at most {MAX_SPECS} specs are allowed, not {len(specs)}")
+        raise ClientInputError(f"at most {MAX_SPECS} specs are allowed, not {len(specs)}")
     return specs
-
-
-def first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    return f"{where}: {first['msg']}" if where else first["msg"]

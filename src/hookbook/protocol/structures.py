@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..errors import ClientInputError, validation_message
 from .constants import ARROW_SCHEMA_PREFIX
-from .specs import first_error
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy
@@ -82,30 +82,30 @@ class DataType(BaseModel):
     def _refuse_structured(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
             if "fields" in data:
-                raise ValueError("structured (record) dtypes are not supported")
+                raise ClientInputError("structured (record) dtypes are not supported")
             if data.get("kind") == "O":
-                raise ValueError("object dtypes are not supported")
+                raise ClientInputError("object dtypes are not supported")
         return data
 
     @model_validator(mode="after")
     def _check(self) -> DataType:
         if self.kind in "mM":
             if self.dt_units is not None and not _DT_UNITS.match(self.dt_units):
-                raise ValueError(
+                raise ClientInputError(
                     f"dt_units must look like '[ns]' or '[10s]', not {self.dt_units!r}"
                 )
         elif self.dt_units is not None:
-            raise ValueError(f"dt_units is only for kinds 'm' and 'M', not {self.kind!r}")
+            raise ClientInputError(f"dt_units is only for kinds 'm' and 'M', not {self.kind!r}")
         if self.kind == "U" and self.itemsize % 4:
-            raise ValueError(f"a unicode itemsize is a multiple of 4, not {self.itemsize}")
-        self.to_numpy()  # constructible and consistent, or ValueError
+            raise ClientInputError(f"a unicode itemsize is a multiple of 4, not {self.itemsize}")
+        self.to_numpy()  # constructible and consistent, or ClientInputError
         return self
 
     @classmethod
     def from_numpy(cls, dtype: Any) -> DataType:
         """Describe a numpy dtype (or anything ``numpy.dtype()`` accepts).
 
-        Raises :class:`ValueError`, naming the dtype, for object, structured
+        Raises :class:`~hookbook.errors.ClientInputError`, naming the dtype, for object, structured
         and sub-array dtypes and for kinds outside the list above (such as
         numpy 2's variable-width ``StringDType``).
         """
@@ -114,17 +114,17 @@ class DataType(BaseModel):
         try:
             dtype = numpy.dtype(dtype)
         except TypeError as err:
-            raise ValueError(f"not a numpy dtype: {dtype!r} ({err})") from None
+            raise ClientInputError(f"not a numpy dtype: {dtype!r} ({err})") from None
         if dtype.fields is not None:
-            raise ValueError(f"structured dtype {dtype!r} is not supported")
+            raise ClientInputError(f"structured dtype {dtype!r} is not supported")
         if dtype.subdtype is not None:
-            raise ValueError(f"sub-array dtype {dtype!r} is not supported")
+            raise ClientInputError(f"sub-array dtype {dtype!r} is not supported")
         if dtype.kind == "O":
-            raise ValueError(f"object dtype {dtype!r} is not supported")
+            raise ClientInputError(f"object dtype {dtype!r} is not supported")
         if dtype.kind not in _SUPPORTED_KINDS:
-            raise ValueError(f"dtype {dtype!r} (kind {dtype.kind!r}) is not supported")
+            raise ClientInputError(f"dtype {dtype!r} (kind {dtype.kind!r}) is not supported")
         if dtype.itemsize == 0:
-            raise ValueError(f"dtype {dtype!r} has no size")
+            raise ClientInputError(f"dtype {dtype!r} has no size")
         dt_units = None
         if dtype.kind in "mM":
             unit, count = numpy.datetime_data(dtype)
@@ -143,29 +143,29 @@ class DataType(BaseModel):
         return f"{byteorder}{self.kind}{size}{self.dt_units or ''}"
 
     def to_numpy(self) -> numpy.dtype:
-        """The numpy dtype; :class:`ValueError` if numpy has no such type."""
+        """The numpy dtype; :class:`~hookbook.errors.ClientInputError` if numpy has no such type."""
         import numpy
 
         text = self.to_numpy_str()
         try:
             dtype = numpy.dtype(text)
         except TypeError:
-            raise ValueError(f"numpy has no dtype {text!r}") from None
+            raise ClientInputError(f"numpy has no dtype {text!r}") from None
         if dtype.itemsize != self.itemsize or dtype.kind != self.kind:
-            raise ValueError(f"numpy has no dtype {text!r}")
+            raise ClientInputError(f"numpy has no dtype {text!r}")
         return dtype
 
 
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise ValueError(f"{what} must be a list of integers")
+        raise ClientInputError(f"{what} must be a list of integers")
     items: tuple[int, ...] = tuple(value)
     if set(map(type, items)) <= {int}:  # plain ints, checked in C: a long chunk list is cheap
         return items
     out = []
     for v in items:
         if isinstance(v, bool) or not hasattr(v, "__index__"):
-            raise ValueError(f"{what} must be a list of integers, got {v!r}")
+            raise ClientInputError(f"{what} must be a list of integers, got {v!r}")
         out.append(operator.index(v))
     return tuple(out)
 
@@ -205,24 +205,26 @@ class ArrayStructure(BaseModel):
     @classmethod
     def _chunks(cls, value: Any) -> Any:
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            raise ValueError("chunks must be a list of lists of integers")
+            raise ClientInputError("chunks must be a list of lists of integers")
         return tuple(_int_tuple(axis, "each axis of chunks") for axis in value)
 
     @model_validator(mode="after")
     def _check(self) -> ArrayStructure:
         if any(n < 0 for n in self.shape):
-            raise ValueError(f"shape must not be negative: {list(self.shape)}")
+            raise ClientInputError(f"shape must not be negative: {list(self.shape)}")
         if len(self.chunks) != len(self.shape):
-            raise ValueError(f"chunks has {len(self.chunks)} axes but shape has {len(self.shape)}")
+            raise ClientInputError(
+                f"chunks has {len(self.chunks)} axes but shape has {len(self.shape)}"
+            )
         for axis, (sizes, length) in enumerate(zip(self.chunks, self.shape, strict=True)):
             if min(sizes, default=0) < 0 or sum(sizes) != length:
-                raise ValueError(
+                raise ClientInputError(
                     f"the chunks of axis {axis} {list(sizes)} do not add up to its length {length}"
                 )
         if self.dims is not None and len(self.dims) != len(self.shape):
-            raise ValueError(f"dims has {len(self.dims)} names for {len(self.shape)} axes")
+            raise ClientInputError(f"dims has {len(self.dims)} names for {len(self.shape)} axes")
         if isinstance(self.resizable, tuple) and len(self.resizable) != len(self.shape):
-            raise ValueError("resizable must be a bool or one bool per axis")
+            raise ClientInputError("resizable must be a bool or one bool per axis")
         return self
 
     @classmethod
@@ -252,16 +254,17 @@ class ArrayStructure(BaseModel):
 
     def block_region(self, block: Sequence[int]) -> tuple[slice, ...]:
         """Where block ``block`` (one index per axis, on :attr:`chunks`) lies in
-        the array. Raises :class:`ValueError` for a block that does not exist."""
+        the array. Raises :class:`~hookbook.errors.ClientInputError` for a
+        block that does not exist."""
         if len(block) != len(self.shape):
-            raise ValueError(
+            raise ClientInputError(
                 f"block {list(block)} has {len(block)} indices; the array has "
                 f"{len(self.shape)} axes"
             )
         region = []
         for axis, (index, sizes) in enumerate(zip(block, self.chunks, strict=True)):
             if not 0 <= index < len(sizes):
-                raise ValueError(
+                raise ClientInputError(
                     f"block {list(block)} does not exist: axis {axis} has {len(sizes)} "
                     f"chunks ({list(sizes)})"
                 )
@@ -317,11 +320,13 @@ class TableStructure(BaseModel):
     @classmethod
     def _schema_uri(cls, value: str) -> str:
         if not value.startswith(ARROW_SCHEMA_PREFIX):
-            raise ValueError(f"arrow_schema must be a data URI starting {ARROW_SCHEMA_PREFIX!r}")
+            raise ClientInputError(
+                f"arrow_schema must be a data URI starting {ARROW_SCHEMA_PREFIX!r}"
+            )
         try:
             base64.b64decode(value[len(ARROW_SCHEMA_PREFIX) :], validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError("arrow_schema is not valid base64") from None
+            raise ClientInputError("arrow_schema is not valid base64") from None
         return value
 
     @field_validator("columns")
@@ -329,7 +334,9 @@ class TableStructure(BaseModel):
     def _column_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
             if name.startswith("_"):
-                raise ValueError(f"column name {name!r} starts with '_', which Tiled reserves")
+                raise ClientInputError(
+                    f"column name {name!r} starts with '_', which Tiled reserves"
+                )
         return value
 
     @classmethod
@@ -351,7 +358,7 @@ class TableStructure(BaseModel):
         )
 
     def decoded_schema(self) -> pyarrow.Schema:
-        """The ``pyarrow.Schema`` this structure carries; ValueError if unreadable."""
+        """The ``pyarrow.Schema`` this structure carries; ClientInputError if unreadable."""
         import pyarrow
         import pyarrow.ipc  # type: ignore[import-untyped]  # pyarrow ships no type hints
 
@@ -359,7 +366,7 @@ class TableStructure(BaseModel):
         try:
             return pyarrow.ipc.read_schema(pyarrow.py_buffer(raw))
         except (pyarrow.ArrowInvalid, OSError) as err:
-            raise ValueError(f"arrow_schema is not a readable Arrow schema: {err}") from None
+            raise ClientInputError(f"arrow_schema is not a readable Arrow schema: {err}") from None
 
 
 class ContainerStructure(BaseModel):
@@ -390,19 +397,19 @@ STRUCTURE_MODELS: dict[
 def parse_structure(family: str, data: Any) -> ArrayStructure | TableStructure | ContainerStructure:
     """Validate ``data`` as the structure of a node of ``family``.
 
-    Raises :class:`ValueError` with a readable message (unsupported family,
+    Raises :class:`~hookbook.errors.ClientInputError` with a readable message (unsupported family,
     or the first problem found in the structure).
     """
     try:
         model = STRUCTURE_MODELS[str(getattr(family, "value", family))]
     except KeyError:
-        raise ValueError(unsupported_family_message(family)) from None
+        raise ClientInputError(unsupported_family_message(family)) from None
     if isinstance(data, model):
         return data
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ValueError(f"invalid {family} structure: {first_error(err)}") from None
+        raise ClientInputError(f"invalid {family} structure: {validation_message(err)}") from None
 
 
 def unsupported_family_message(family: Any) -> str:
