@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hookbook.errors import ClientInputError, PayloadTooLargeError
+from hookbook.errors import ClientInputError, ConflictError, PayloadTooLargeError
 from hookbook.patching import WORK_FACTOR, PatchBudget, apply_json_patch
 
 BUDGET = PatchBudget(max_bytes=256 * 1024, max_operations=1000)
@@ -90,8 +90,8 @@ def test_a_document_nested_too_deeply_by_copies_is_refused():
         [{"op": "frobnicate", "path": "/a"}],
     ],
 )
-def test_a_patch_that_does_not_apply_is_a_value_error(ops):
-    with pytest.raises(ValueError, match="patch does not apply"):
+def test_a_patch_that_does_not_apply_is_a_conflict(ops):
+    with pytest.raises(ConflictError, match="patch does not apply"):
         apply_json_patch({"a": 1}, ops, BUDGET)
 
 
@@ -123,7 +123,7 @@ def test_the_result_is_what_jsonpatch_gives_and_the_tracked_size_is_an_upper_bou
     try:
         expected = jsonpatch.apply_patch(document, ops)
     except Exception:
-        with pytest.raises(ValueError):
+        with pytest.raises(ConflictError):
             apply_json_patch(document, ops, BUDGET)
         return
     assert apply_json_patch(document, ops, BUDGET) == expected

@@ -127,7 +127,7 @@ def test_missing_url(api):
     ],
 )
 def test_malformed_url(api, url):
-    body = assert_error(api.http.post("/api/v1/webhooks/target/", json={"url": url}), 422, "url")
+    body = assert_error(api.http.post("/api/v1/webhooks/target/", json={"url": url}), 422, "URL")
     assert body["error"] == "InvalidURLError"
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, validation_message
 
 __all__ = [
     "SCOPES",
@@ -275,10 +275,7 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = validation_message(exc, root="config")
         raise ConfigurationError(f"invalid configuration: {problems}") from None
 
 

@@ -8,7 +8,8 @@ the same class (:func:`error_from_response`).
 The tree::
 
     HookbookError                      (500)
-    +-- ClientInputError               (400)  bad input not caught by schema validation
+    +-- ClientInputError               (400)  bad input (also a ValueError)
+    |   +-- InvalidRequestError        (422)  a request body that fails validation
     |   +-- InvalidKeyError            (422)  a key that is empty, has '/', is '.'/'..', too long
     |   +-- InvalidPathError           (422)  a path with '..' or empty segments
     |   +-- InvalidDataError           (422)  bytes that do not match the dtype and shape
@@ -34,12 +35,19 @@ The tree::
         +-- BadSignatureError          (401)  a signature that does not match the body
         +-- StaleTimestampError        (401)  a webhook-timestamp outside the tolerance
 
+``ClientInputError`` and its subclasses are also :class:`ValueError`: the
+protocol's parsers raise them, and a pydantic validator that raises one
+turns it into a validation error as it does any ``ValueError``.
+:func:`validation_message` writes pydantic's (and FastAPI's) validation
+errors as one line, everywhere they are reported.
+
 ``TimeoutError`` (the builtin) is used for bounded waits (``drain``,
 ``wait_for``), so ordinary ``except TimeoutError`` works.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
@@ -55,6 +63,7 @@ __all__ = [
     "InvalidDataError",
     "InvalidKeyError",
     "InvalidPathError",
+    "InvalidRequestError",
     "InvalidTextError",
     "InvalidURLError",
     "MissingSignatureError",
@@ -70,6 +79,7 @@ __all__ = [
     "UnsafeURLError",
     "UnsupportedError",
     "error_from_response",
+    "validation_message",
 ]
 
 
@@ -94,8 +104,16 @@ class HookbookError(Exception):
         return body
 
 
-class ClientInputError(HookbookError):
+class ClientInputError(HookbookError, ValueError):
+    """Bad input. A :class:`ValueError` too, so pydantic validators wrap it."""
+
     status_code = 400
+
+
+class InvalidRequestError(ClientInputError):
+    """A request body that fails validation: 422, as Tiled and FastAPI answer."""
+
+    status_code = 422
 
 
 class InvalidKeyError(ClientInputError):
@@ -232,14 +250,29 @@ def error_from_response(status_code: int, body: Any) -> HookbookError:
     if cls is None:
         cls = _BY_STATUS.get(status_code, HookbookError)
     if isinstance(detail, list):  # FastAPI validation errors
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in item.get('loc', []))}: {item.get('msg')}"
-            if isinstance(item, dict)
-            else str(item)
-            for item in detail
-        )
+        detail = validation_message(detail)
     if detail is None:
         detail = f"HTTP {status_code}"
     err = cls(str(detail), **context)
     err.status_code = status_code
     return err
+
+
+def validation_message(errors: Any, *, root: str = "") -> str:
+    """Validation errors as one line: ``"metadata: Input should be ...; id: ..."``.
+
+    ``errors`` is a pydantic ``ValidationError`` or its ``errors()`` list (the
+    ``detail`` of a FastAPI 422 has the same items). Each item is written as
+    its location, dotted, and its message; ``root`` names the whole value
+    when an error has no location (``"body"``, ``"config"``).
+    """
+    items: Iterable[Any] = errors.errors() if hasattr(errors, "errors") else errors
+    parts = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            parts.append(str(item))
+            continue
+        where = ".".join(str(p) for p in item.get("loc", ())) or root
+        message = str(item.get("msg", ""))
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)

@@ -16,7 +16,8 @@ each measured once. Only when that bound passes ``max_bytes`` is the document
 measured exactly, so an ordinary patch costs about what it carries.
 
 Problems with the patch itself (a path that does not resolve, a failed
-``test``) are a :class:`ValueError`, as before; the caller answers 409.
+``test``) are a :class:`~hookbook.errors.ConflictError` (409): the client
+computed the patch against a copy that is no longer current.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ClientInputError, PayloadTooLargeError
+from .errors import ClientInputError, ConflictError, PayloadTooLargeError
 
 #: The most bytes a patch may copy and measure, as a multiple of ``max_bytes``.
 WORK_FACTOR = 32
@@ -85,7 +86,7 @@ def apply_json_patch(document: Any, operations: Sequence[Any], budget: PatchBudg
         TypeError,
         ValueError,
     ) as err:
-        raise ValueError(f"the patch does not apply: {err}") from None
+        raise ConflictError(f"the patch does not apply: {err}") from None
     return doc
 
 

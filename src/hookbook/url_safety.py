@@ -2,7 +2,7 @@
 
 Two stages, both pure apart from the injected resolver:
 
-1. :func:`check_url_syntax` (registration, a pydantic validator -> HTTP 422):
+1. :func:`check_url_syntax` (registration -> HTTP 422):
    scheme http/https (https only unless ``allow_http``), a host, no
    ``user:password@``, at most ``max_length`` characters. The URL is
    normalised as WHATWG URL parsers do (pydantic's ``AnyHttpUrl``, which
@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
 
-from hookbook.errors import ConfigurationError, UnsafeURLError
+from hookbook.errors import ConfigurationError, InvalidURLError, UnsafeURLError
 
 __all__ = [
     "DEFAULT_MAX_URL_LENGTH",
@@ -345,7 +345,7 @@ def check_url_syntax(
 ) -> str:
     """Check a webhook URL's form; return it normalised (see the module docstring).
 
-    Raises ``ValueError`` (HTTP 422 through a pydantic validator) when the URL
+    Raises :class:`~hookbook.errors.InvalidURLError` (HTTP 422) when the URL
     is longer than ``max_length`` characters (before or after
     normalisation), contains whitespace or control characters, has a scheme
     other than http/https (or http while ``allow_http`` is false), has no
@@ -353,55 +353,55 @@ def check_url_syntax(
     or a host name that is not a valid DNS name.
     """
     if not isinstance(url, str):
-        raise ValueError(f"URL must be a string, not {type(url).__name__}")
+        raise InvalidURLError(f"URL must be a string, not {type(url).__name__}")
     url = url.strip()
     if len(url) > max_length:
-        raise ValueError(f"URL is {len(url)} characters long; the limit is {max_length}")
+        raise InvalidURLError(f"URL is {len(url)} characters long; the limit is {max_length}")
     if any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise ValueError("URL contains whitespace or control characters")
+        raise InvalidURLError("URL contains whitespace or control characters")
     match = _SCHEME.match(url)
     if match is None:
-        raise ValueError("URL has no scheme: write it as 'https://host/path'")
+        raise InvalidURLError("URL has no scheme: write it as 'https://host/path'")
     scheme = match.group(1).lower()
     if scheme not in ("http", "https"):
         shown = "" if "@" in url else f", not {scheme!r}"  # never echo what may be a user name
-        raise ValueError(f"URL scheme must be https (or http){shown}")
+        raise InvalidURLError(f"URL scheme must be https (or http){shown}")
     if not url[match.end() :].startswith("//"):
-        raise ValueError("URL must have the form 'https://host/path'")
+        raise InvalidURLError("URL must have the form 'https://host/path'")
     if scheme == "http" and not allow_http:
-        raise ValueError(
+        raise InvalidURLError(
             "URL must use https: plain http is refused because it would send the payload "
             "and its signature in clear (webhooks.allow_http is false)"
         )
     try:
         split = urlsplit(url)
     except ValueError:  # its messages may quote the netloc, password included
-        raise ValueError("URL is not valid: its host part cannot be parsed") from None
+        raise InvalidURLError("URL is not valid: its host part cannot be parsed") from None
     if "@" in split.netloc:
-        raise ValueError(
+        raise InvalidURLError(
             "URL must not contain a user name or password ('user:password@host'); "
             "use the webhook's secret to authenticate deliveries"
         )
     if not split.netloc or split.netloc.startswith(":"):
-        raise ValueError("URL has no host")
+        raise InvalidURLError("URL has no host")
     try:
         parsed = _HTTP_URL.validate_python(url)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         detail = (errors[0].get("ctx") or {}).get("error") or errors[0]["msg"]
-        raise ValueError(f"URL is not valid: {detail}") from None
+        raise InvalidURLError(f"URL is not valid: {detail}") from None
     if parsed.username or parsed.password:  # belt and braces: the parser's own view
-        raise ValueError("URL must not contain a user name or password")
+        raise InvalidURLError("URL must not contain a user name or password")
     host = parsed.host or ""
     if not host:
-        raise ValueError("URL has no host")
+        raise InvalidURLError("URL has no host")
     if parsed.port == 0:
-        raise ValueError("URL port must be between 1 and 65535, not 0")
+        raise InvalidURLError("URL port must be between 1 and 65535, not 0")
     if _literal_address(host) is None and not _valid_host_name(host):
-        raise ValueError(f"URL host {host[:255]!r} is not a valid host name")
+        raise InvalidURLError(f"URL host {host[:255]!r} is not a valid host name")
     normalised = str(parsed)
     if len(normalised) > max_length:
-        raise ValueError(
+        raise InvalidURLError(
             f"URL is {len(normalised)} characters long once normalised; the limit is {max_length}"
         )
     return normalised
@@ -481,8 +481,8 @@ async def check_target(
         normalised = check_url_syntax(
             url, allow_http=policy.allow_http, max_length=policy.max_url_length
         )
-    except ValueError as exc:
-        raise UnsafeURLError(str(exc), reason="invalid-url") from None
+    except InvalidURLError as exc:
+        raise UnsafeURLError(exc.detail, reason="invalid-url") from None
     parsed = urlsplit(normalised)
     scheme = parsed.scheme
     host = normalize_host(parsed.hostname or "")

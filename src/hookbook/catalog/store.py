@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from .. import events as ev
 from ..config import Limits, StorageSettings
@@ -55,8 +56,15 @@ from ..errors import (
     NotFoundError,
     PayloadTooLargeError,
     StreamClosedError,
+    validation_message,
 )
-from ..protocol import ArrayPatchParams, ArrayStructure, TableStructure, normalise_specs
+from ..protocol import (
+    ArrayPatchParams,
+    ArrayStructure,
+    TableStructure,
+    normalise_specs,
+    parse_structure,
+)
 from ..storage import Storage
 from ..storage.arrays import chunk_lengths
 from . import validation
@@ -310,10 +318,7 @@ class CatalogStore:
 
     @staticmethod
     def _check_specs(specs: Any) -> list[dict[str, Any]]:
-        try:
-            return [s.model_dump() for s in normalise_specs(specs or [])]
-        except ValueError as exc:
-            raise ClientInputError(f"invalid specs: {exc}") from None
+        return [s.model_dump() for s in normalise_specs(specs or [])]
 
     def _check_size(self, nbytes: int) -> None:
         if nbytes > self.limits.max_data_bytes:
@@ -444,11 +449,7 @@ class CatalogStore:
         return node
 
     def _check_structure(self, family: str, structure: dict[str, Any]) -> dict[str, Any]:
-        model = ArrayStructure if family == "array" else TableStructure
-        try:
-            checked = model.model_validate(structure).model_dump(mode="json")
-        except ValueError as exc:
-            raise ClientInputError(f"invalid {family} structure: {_first_problem(exc)}") from None
+        checked = parse_structure(family, structure).model_dump(mode="json")
         validation.check_structure(family, checked, self.limits)
         return checked
 
@@ -695,10 +696,7 @@ class CatalogStore:
             params = params_for(node)
             structure = ArrayStructure.model_validate(node.structure)
             dtype = structure.data_type.to_numpy()
-            try:
-                plan = params.plan(structure.shape)
-            except ValueError as exc:
-                raise InvalidDataError(str(exc)) from None
+            plan = params.plan(structure.shape)
             if plan.conflict:
                 raise ConflictError(plan.conflict)
             grown_bytes = int(np.prod(plan.new_shape, dtype=np.float64)) * dtype.itemsize
@@ -737,10 +735,7 @@ class CatalogStore:
 
         async def write(node: Node, created: list[str]) -> Commit:
             structure = ArrayStructure.model_validate(node.structure)
-            try:
-                region = structure.block_region(block)
-            except ValueError as exc:
-                raise ClientInputError(str(exc)) from None
+            region = structure.block_region(block)
             dtype = structure.data_type.to_numpy()
             piece = array_from_bytes(data, dtype, tuple(s.stop - s.start for s in region))
             location = node.data_location or await self._new_array(structure, created)
@@ -942,8 +937,10 @@ def _conform(
     if fresh:
         try:
             written = TableStructure.from_arrow_schema(table.schema, declared.npartitions)
+        except ValidationError as exc:
+            raise InvalidDataError(f"invalid table: {validation_message(exc)}") from None
         except (ValueError, RecursionError) as exc:  # the schema's pandas metadata is JSON
-            raise InvalidDataError(f"invalid table: {_first_problem(exc)}") from None
+            raise InvalidDataError(f"invalid table: {exc}") from None
         validation.check_structure("table", written.model_dump(mode="json"), limits)
         if declared.columns and list(written.columns) != list(declared.columns):
             raise InvalidDataError(
@@ -1009,16 +1006,6 @@ def _fitting(sizes: Sequence[int], budget: int) -> int:
         if count and total > budget:
             return count
     return len(sizes)
-
-
-def _first_problem(exc: Exception) -> str:
-    """A pydantic ValidationError's first message (without its URL), or the text."""
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first['msg']}" if where else str(first["msg"])
-    return str(exc)
 
 
 def _nesting_depth(value: Any) -> int:

@@ -44,7 +44,7 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from .._version import __version__
-from ..errors import UnsafeURLError
+from ..errors import InvalidURLError, UnsafeURLError
 from ..signing import sign_headers
 from ..url_safety import Resolver, UrlPolicy, check_target, check_url_syntax, normalize_host
 from .clock import Clock
@@ -310,8 +310,8 @@ def _checked_url(url: str, policy: UrlPolicy) -> _CheckedUrl:
         normalised = check_url_syntax(
             url, allow_http=policy.allow_http, max_length=policy.max_url_length
         )
-    except ValueError as exc:
-        raise UnsafeURLError(str(exc), reason="invalid-url") from None
+    except InvalidURLError as exc:
+        raise UnsafeURLError(exc.detail, reason="invalid-url") from None
     host = normalize_host(httpx.URL(normalised).host)
     try:
         ipaddress.ip_address(host)

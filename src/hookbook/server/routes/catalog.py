@@ -22,7 +22,7 @@ from ..._version import __version__
 from ...catalog.decoding import table_from_ipc
 from ...catalog.paths import check_key, join_path, parse_path
 from ...catalog.store import CatalogStore, Node
-from ...errors import ClientInputError, ConflictError
+from ...errors import ClientInputError, ConflictError, validation_message
 from ...patching import PatchBudget
 from ..bodies import decode_json, read_body
 from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
@@ -72,10 +72,7 @@ def _parse(model: type[Any], data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ClientInputError(problems) from None
+        raise ClientInputError(validation_message(exc, root="body")) from None
 
 
 async def node_item(store: CatalogStore, node: Node, base: str) -> dict[str, Any]:
@@ -103,8 +100,13 @@ async def about(request: Request) -> dict[str, Any]:
 
 @router.get("/metadata/{path:path}", summary="A node's item")
 async def get_metadata(
-    path: str, request: Request, store: StoreDep, _: ReadMetadata
+    path: str,
+    request: Request,
+    store: StoreDep,
+    _: ReadMetadata,
+    fields: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
+    protocol.parse_fields(fields)  # known names only; an item always carries every field
     node = await store.get(path)
     return protocol.metadata_response(await node_item(store, node, base_url(request)))
 
@@ -118,14 +120,13 @@ async def search(
     offset: Annotated[int, Query(alias="page[offset]", ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(alias="page[limit]", ge=0)] = protocol.DEFAULT_PAGE_LIMIT,
     sort: Annotated[list[str] | None, Query()] = None,
+    fields: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
+    protocol.parse_fields(fields)  # known names only; an item always carries every field
     filters = sorted(k for k in request.query_params if k.startswith("filter["))
     if filters:
         raise ClientInputError(f"hookbook does not support search filters ({filters[0]})")
-    try:
-        order = protocol.parse_sort(sort)
-    except ValueError as exc:
-        raise ClientInputError(str(exc)) from None
+    order = protocol.parse_sort(sort)
     if any(key for key, _ in order):
         raise ClientInputError(
             "hookbook lists children in creation order only: sort by a metadata key "
@@ -183,13 +184,10 @@ async def _update(
     apply: Callable[[dict[str, Any], list[protocol.Spec]], tuple[dict[str, Any], Any]],
 ) -> dict[str, Any]:
     node = await store.get(path)
-    try:
-        # Off the event loop: a patch of a large document takes milliseconds.
-        metadata, specs = await asyncio.to_thread(
-            apply, node.metadata, protocol.normalise_specs(node.specs)
-        )
-    except ValueError as exc:
-        raise ConflictError(str(exc)) from None
+    # Off the event loop: a patch of a large document takes milliseconds.
+    metadata, specs = await asyncio.to_thread(
+        apply, node.metadata, protocol.normalise_specs(node.specs)
+    )
     updated = await store.update_metadata(
         path, metadata=metadata, specs=[s.model_dump() for s in specs]
     )
@@ -222,11 +220,10 @@ async def delete(
     store: StoreDep,
     services: ServicesDep,
     _: WriteMetadata,
-    recursive: bool = False,
-    external_only: bool = True,
+    params: Annotated[protocol.DeleteParams, Query()],
 ) -> dict[str, Any]:
     node = await store.get(path)
-    if node.structure_family == "container" and not recursive:
+    if node.structure_family == "container" and not params.recursive:
         count = await store.count_children(node)
         if count:
             raise ConflictError(
@@ -270,12 +267,9 @@ async def patch_array(
     """``append=true`` (hookbook's own, instead of ``offset``) appends along the
     first axis at the length the array has when the write lands, so concurrent
     appends never overwrite one another."""
-    try:
-        params = protocol.ArrayPatchParams.from_query(
-            offset="0" if append else offset, shape=shape, extend=extend, persist=persist
-        )
-    except ValueError as exc:
-        raise ClientInputError(str(exc)) from None
+    params = protocol.ArrayPatchParams.from_query(
+        offset="0" if append else offset, shape=shape, extend=extend, persist=persist
+    )
     body = await _data(request, store)
     if append:
         node = await store.append_array(path, body, params.shape)
@@ -306,11 +300,8 @@ def _parse_key(
 ) -> tuple[slice | int, ...]:
     """The ``slice`` parameter for an array of ``shape``, checked against the
     client's ``expected_shape``."""
-    try:
-        key = protocol.parse_slice(slice_text, shape)
-        expected_shape = protocol.parse_expected_shape(expected)
-    except ValueError as exc:
-        raise ClientInputError(str(exc)) from None
+    key = protocol.parse_slice(slice_text, shape)
+    expected_shape = protocol.parse_expected_shape(expected)
     if expected_shape is not None:
         actual = protocol.sliced_shape(key, shape)
         if tuple(actual) != tuple(expected_shape):
@@ -321,10 +312,7 @@ def _parse_key(
 
 
 def _block_index(block: str, ndim: int) -> tuple[int, ...]:
-    try:
-        return protocol.parse_int_tuple(block, name="block") if ndim else ()
-    except ValueError as exc:
-        raise ClientInputError(str(exc)) from None
+    return protocol.parse_int_tuple(block, name="block") if ndim else ()
 
 
 @router.get("/array/full/{path:path}", summary="Read an array (optionally a slice)")
@@ -354,10 +342,7 @@ async def get_array_block(
     ``slice`` (optional) is within the block."""
     node = await store.get(path)
     structure = store.array_structure(node)
-    try:
-        region = structure.block_region(_block_index(block, structure.ndim))
-    except ValueError as exc:
-        raise ClientInputError(str(exc)) from None
+    region = structure.block_region(_block_index(block, structure.ndim))
     data = await store.read_array(node, region)
     key = _parse_key(slice, data.shape, expected_shape)
     # An all-integer index gives a numpy scalar, in native byte order: keep the dtype.

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 
 from ...config import ApiKey
-from ...errors import InvalidURLError, PermissionDeniedError
+from ...errors import PermissionDeniedError
 from ...url_safety import check_url_syntax
 from ...webhooks.service import WebhookService
 from ..bodies import openapi_body, webhook_body
@@ -50,14 +50,9 @@ Changes = Annotated[WebhookPatch, Depends(webhook_body(WebhookPatch, "write:webh
 
 
 def _checked_url(service: WebhookService, url: str) -> str:
-    try:
-        return check_url_syntax(
-            url,
-            allow_http=service.settings.allow_http,
-            max_length=service.settings.max_url_length,
-        )
-    except ValueError as exc:
-        raise InvalidURLError(f"url: {exc}") from None
+    """``url`` normalised; an :class:`InvalidURLError` (422) if its syntax is bad."""
+    settings = service.settings
+    return check_url_syntax(url, allow_http=settings.allow_http, max_length=settings.max_url_length)
 
 
 @router.post(
