@@ -278,7 +278,7 @@ def test_failed_writes_record_nothing_and_leave_no_file(server, monkeypatch, how
         "first array write": lambda: store.write_array(["run", "fresh"], np.zeros(2).tobytes()),
         "update metadata": lambda: store.update_metadata("run/arr", metadata={"changed": True}),
         "close stream": lambda: store.close_stream("run/arr"),
-        "delete": lambda: store.delete("run"),
+        "delete": lambda: store.delete("run", recursive=True),
     }
     for name, make in attempts.items():
         with pytest.raises(RuntimeError, match="injected"):

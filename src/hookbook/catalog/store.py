@@ -1,8 +1,10 @@
 """The catalog store: the node tree, the events it records, and the rules.
 
-Every change runs in one write transaction together with its event row and,
-through the ``on_event`` hook the webhook engine installs, the outbox rows of
-every matching webhook.
+Every change runs in one write transaction together with its rules (a
+container with children is deleted only when asked to be, ``recursive``), its
+event row and, through the ``on_event`` hook the webhook engine installs, the
+outbox rows of every matching webhook (and, for a deletion, the removal of the
+webhooks registered in the deleted subtree).
 
 The database is the truth. A node's row holds what readers see, an array's
 shape included; the data storage (:mod:`hookbook.storage`) holds bytes at the
@@ -70,9 +72,12 @@ logger = logging.getLogger(__name__)
 
 FAMILIES = ("container", "array", "table")
 
-#: Called inside the write transaction after an event row is inserted:
-#: ``(tx, event_row_id, event_type, path_segments)``.
-EventHook = Callable[[WriteTransaction, int, str, tuple[str, ...]], Awaitable[None]]
+#: Called inside the write transaction of every change that makes an event:
+#: ``(tx, event_row_id, event_type, path_segments)``, after the event row is
+#: inserted. ``event_row_id`` is ``None`` for a change that is not announced (a
+#: node deleted before it was announced): no event goes out, but what hangs on
+#: the node (its webhooks) goes with it.
+EventHook = Callable[[WriteTransaction, int | None, str, tuple[str, ...]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -243,9 +248,7 @@ class CatalogStore:
 
     async def count_children(self, node: Node) -> int:
         async with self.db.read() as conn:
-            return (
-                await conn.execute(sa.select(sa.func.count()).where(nodes.c.parent_id == node.id))
-            ).scalar_one()
+            return await _count_children(conn, node.id)
 
     @staticmethod
     def array_structure(node: Node, *, require_data: bool = True) -> ArrayStructure:
@@ -513,25 +516,27 @@ class CatalogStore:
                 logger.warning("compacting %s failed", join_path(segments), exc_info=True)
         return closed
 
-    async def delete(
-        self,
-        path: str | Sequence[str],
-        *,
-        before_event: Callable[[WriteTransaction, tuple[str, ...]], Awaitable[None]] | None = None,
-    ) -> int:
-        """Delete a node and everything below it; returns how many nodes went.
-        Their data is retired (removed after the grace period).
-
-        ``before_event`` runs in the same transaction before the event is recorded
-        (the webhook engine removes the subtree's webhooks there).
-        """
+    async def delete(self, path: str | Sequence[str], *, recursive: bool = False) -> int:
+        """Delete a node and, with ``recursive``, everything below it (a container
+        with children is refused without it); returns how many nodes went. Their
+        data is retired (removed after the grace period); the ``on_event`` hook
+        removes the webhooks registered in the subtree in the same transaction."""
         segments = parse_path(path)
         if not segments:
             raise ClientInputError("the root cannot be deleted")
         joined = join_path(segments)
         stamp = ev.now()
-        async with self.db.write() as tx:
-            node = await self._get(tx.conn, segments)
+
+        async def body(tx: WriteTransaction) -> int:
+            # The row lock makes the emptiness check hold until the commit (PostgreSQL).
+            node = await self._get(tx.conn, segments, lock=True)
+            if node.structure_family == "container" and not recursive:
+                count = await _count_children(tx.conn, node.id)
+                if count:
+                    raise ConflictError(
+                        f"{joined!r} has {count} children; pass recursive=true to "
+                        "delete it with everything below it"
+                    )
             subtree = (nodes.c.path == joined) | (
                 sa.func.substr(nodes.c.path, 1, len(joined) + 1) == joined + "/"
             )
@@ -546,14 +551,14 @@ class CatalogStore:
             await tx.execute(fragments.delete().where(fragments.c.node_id.in_(ids)))
             await tx.execute(upload_blocks.delete().where(upload_blocks.c.node_id.in_(ids)))
             await tx.execute(nodes.delete().where(subtree))
-            if before_event is not None:
-                await before_event(tx, segments)
+            deleted = ev.ContainerChildDeleted(timestamp=stamp, key=node.key, path=list(segments))
             if node.announced:  # a node never announced is not announced gone either
-                await self._record(
-                    tx,
-                    ev.ContainerChildDeleted(timestamp=stamp, key=node.key, path=list(segments)),
-                )
-        return len(doomed)
+                await self._record(tx, deleted)
+            elif self.on_event is not None:
+                await self.on_event(tx, None, deleted.type, segments)
+            return len(doomed)
+
+        return await self.db.transaction(body)
 
     # ---- holding a node ----------------------------------------------------
 
@@ -921,6 +926,11 @@ async def _retire(tx: WriteTransaction, locations: Sequence[str | None]) -> None
     rows = [{"location": loc, "retired_at": stamp} for loc in locations if loc]
     if rows:
         await tx.execute(retired_data.insert(), rows)
+
+
+async def _count_children(conn: Any, node_id: int) -> int:
+    query = sa.select(sa.func.count()).where(nodes.c.parent_id == node_id)
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def _fragments(conn: Any, node_id: int, partition: int | None) -> list[Any]:

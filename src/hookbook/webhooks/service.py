@@ -111,20 +111,30 @@ class WebhookService:
         await self.registry.delete(webhook_id)
         self.outbox.forget([webhook_id])
 
-    async def remove_subtree(self, tx: WriteTransaction, segments: tuple[str, ...]) -> None:
-        """Inside a node's deletion: remove webhooks registered on it or below it."""
-        await self.registry.remove_subtree(tx, segments)
-
     async def rotate_secrets(self) -> int:
         return await self.registry.rotate_secrets()
 
     # ---- the outbox ---------------------------------------------------------
 
-    async def fanout(
-        self, tx: WriteTransaction, event_row_id: int, event_type: str, segments: tuple[str, ...]
+    async def on_catalog_event(
+        self,
+        tx: WriteTransaction,
+        event_row_id: int | None,
+        event_type: str,
+        segments: tuple[str, ...],
     ) -> None:
-        """The catalog's event hook: one delivery per matching webhook, in ``tx``."""
-        await self.outbox.fan_out(tx, event_row_id, event_type, segments)
+        """The catalog's event hook (``CatalogStore.on_event``), in its transaction.
+
+        A deletion first removes the webhooks registered in the deleted subtree
+        (they hear nothing more, not even of the deletion; once it commits, the
+        worker drops the rows it holds for them). Then one delivery per matching
+        webhook, unless the change is not announced (``event_row_id`` is None)."""
+        if event_type == ev.EventType.container_child_deleted:
+            removed = await self.registry.remove_subtree(tx, segments)
+            if removed:
+                tx.after_commit.append(lambda: self.outbox.forget(removed))
+        if event_row_id is not None:
+            await self.outbox.fan_out(tx, event_row_id, event_type, segments)
 
     async def ping(self, webhook_id: int) -> DeliveryRecord:
         """Queue a ``ping`` event to one webhook, whatever its event filter.
