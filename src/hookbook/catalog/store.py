@@ -133,7 +133,8 @@ class _Locked:
     async def commit(self, write: Commit) -> Node:
         if self._tx is not None:  # PostgreSQL: the transaction that holds the row lock
             return await write(self._tx, self.node)
-        async with self.store.db.write() as tx:  # SQLite: only the commit is a transaction
+
+        async def body(tx: WriteTransaction) -> Node:  # SQLite: only the commit is a transaction
             current = await self.store._get(tx.conn, self.node.path)
             if current.id != self.node.id:
                 raise NotFoundError(
@@ -141,6 +142,8 @@ class _Locked:
                 )
             _check_open(current)
             return await write(tx, current)
+
+        return await self.store.db.transaction(body)
 
 
 class CatalogStore:
@@ -170,7 +173,7 @@ class CatalogStore:
             pass
 
     async def _ensure_root(self) -> None:
-        async with self.db.write() as tx:
+        async def body(tx: WriteTransaction) -> None:
             found = await tx.execute(sa.select(nodes.c.id).where(nodes.c.path == ""))
             if found.first() is None:
                 stamp = ev.now()
@@ -190,6 +193,8 @@ class CatalogStore:
                         time_updated=stamp,
                     )
                 )
+
+        await self.db.transaction(body)
 
     # ---- reads --------------------------------------------------------------
 
@@ -389,7 +394,8 @@ class CatalogStore:
             structure = None
         segments = (*parent_segments, key)
         stamp = ev.now()
-        async with self.db.write() as tx:
+
+        async def body(tx: WriteTransaction) -> Node:
             parent = await self._get(tx.conn, parent_segments)
             if parent.structure_family != "container":
                 raise ConflictError(
@@ -444,7 +450,9 @@ class CatalogStore:
             node = replace(node, id=result.inserted_primary_key[0])
             if node.announced:
                 await self._record(tx, self._created_event(node, stamp))
-        return node
+            return node
+
+        return await self.db.transaction(body)
 
     def _check_structure(self, family: str, structure: dict[str, Any]) -> dict[str, Any]:
         model = ArrayStructure if family == "array" else TableStructure
@@ -463,7 +471,8 @@ class CatalogStore:
         new_metadata = None if metadata is None else self._check_metadata(metadata)
         new_specs = None if specs is None else self._check_specs(specs)
         stamp = ev.now()
-        async with self.db.write() as tx:
+
+        async def body(tx: WriteTransaction) -> Node:
             node = await self._get(tx.conn, segments, lock=True)
             values: dict[str, Any] = {"time_updated": stamp}
             if new_metadata is not None:
@@ -483,14 +492,17 @@ class CatalogStore:
                         metadata=updated.metadata,
                     ),
                 )
-        return updated
+            return updated
+
+        return await self.db.transaction(body)
 
     async def close_stream(self, path: str | Sequence[str]) -> Node:
         """Close an array's or a table's stream (no more data), then compact a
         table's fragments (``storage.compact_on_close``)."""
         segments = parse_path(path)
         stamp = ev.now()
-        async with self.db.write() as tx:
+
+        async def body(tx: WriteTransaction) -> Node:
             node = await self._get(tx.conn, segments, lock=True)
             if node.structure_family == "container":
                 raise NotAStreamError(
@@ -508,7 +520,9 @@ class CatalogStore:
                 await self._record(
                     tx, ev.StreamClosed(timestamp=stamp, key=node.key, path=list(segments))
                 )
-        closed = replace(node, stream_closed=True, time_updated=stamp)
+            return replace(node, stream_closed=True, time_updated=stamp)
+
+        closed = await self.db.transaction(body)
         if closed.structure_family == "table" and self.settings.compact_on_close:
             try:
                 await self.compact(closed)
@@ -576,6 +590,8 @@ class CatalogStore:
                 _check_writable(node, family)
                 yield _Locked(self, node, None)
         else:
+            # By hand, not Database.transaction(): the block writes data before the
+            # commit, so it cannot simply be run again.
             async with self.db.write() as tx:
                 node = await self._get(tx.conn, segments, lock=True)
                 _check_writable(node, family)
@@ -871,38 +887,49 @@ class CatalogStore:
                 self.storage.tables.merge, [f.location for f in old], schema
             )
             try:
-                async with self.db.write() as tx:
-                    current = await self._get(tx.conn, node.path, lock=True)
-                    still = await _fragments(tx.conn, current.id, partition)
-                    if [f.id for f in still] != [f.id for f in old]:
-                        raise ConflictError("the partition changed while it was compacted")
-                    await _retire(tx, [f.location for f in old])
-                    await tx.execute(
-                        fragments.delete().where(fragments.c.id.in_([f.id for f in old]))
-                    )
-                    await tx.execute(
-                        fragments.insert().values(
-                            node_id=current.id, partition=partition, location=location
-                        )
-                    )
+                await self._swap_fragments(node, partition, old, location)
             except (ConflictError, NotFoundError):
                 await asyncio.to_thread(self.storage.remove, [location])
                 continue
             merged_away += len(old) - 1
         return merged_away
 
+    async def _swap_fragments(
+        self, node: Node, partition: int, old: Sequence[Any], location: str
+    ) -> None:
+        """Replace a partition's fragments ``old`` by the one at ``location``
+        (``ConflictError`` if they changed meanwhile); ``old`` is retired."""
+
+        async def body(tx: WriteTransaction) -> None:
+            current = await self._get(tx.conn, node.path, lock=True)
+            still = await _fragments(tx.conn, current.id, partition)
+            if [f.id for f in still] != [f.id for f in old]:
+                raise ConflictError("the partition changed while it was compacted")
+            await _retire(tx, [f.location for f in old])
+            await tx.execute(fragments.delete().where(fragments.c.id.in_([f.id for f in old])))
+            await tx.execute(
+                fragments.insert().values(
+                    node_id=current.id, partition=partition, location=location
+                )
+            )
+
+        await self.db.transaction(body)
+
     # ---- retired data -------------------------------------------------------
 
     async def reap(self, now: float | None = None) -> int:
         """Remove retired data whose grace period is over; returns how many."""
         cutoff = (time.time() if now is None else now) - self.settings.retire_after
-        async with self.db.write() as tx:
+
+        async def body(tx: WriteTransaction) -> list[str]:
             gone = await tx.execute(
                 retired_data.delete()
                 .where(retired_data.c.retired_at <= cutoff)
                 .returning(retired_data.c.location)
             )
-            locations = list(gone.scalars())
+            return list(gone.scalars())
+
+        locations = await self.db.transaction(body)
         await asyncio.to_thread(self.storage.remove, locations)
         return len(locations)
 
