@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from hookbook.client import from_uri
-from hookbook.db import events
+from hookbook.db import event_log
 from hookbook.errors import AlreadyExistsError, StreamClosedError
 from hookbook.server import SimpleServer
 from test_store import empty_database, pg_module_url  # noqa: F401 - a shared PG database
@@ -34,7 +34,9 @@ def server(request: pytest.FixtureRequest):
 def event_types(server: SimpleServer, path: str) -> list[str]:
     async def fetch():
         async with server.app.state.services.db.read() as conn:
-            query = sa.select(events.c.type).where(events.c.path == path).order_by(events.c.id)
+            query = (
+                sa.select(event_log.c.type).where(event_log.c.path == path).order_by(event_log.c.id)
+            )
             return list((await conn.execute(query)).scalars())
 
     return server.run(fetch())

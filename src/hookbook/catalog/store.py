@@ -45,8 +45,15 @@ import sqlalchemy as sa
 
 from .. import events as ev
 from ..config import Limits, StorageSettings
-from ..db import Database, WriteTransaction, fragments, nodes, retired_data, upload_blocks
-from ..db import events as events_table
+from ..db import (
+    Database,
+    WriteTransaction,
+    event_log,
+    fragments,
+    nodes,
+    retired_data,
+    upload_blocks,
+)
 from ..errors import (
     AlreadyExistsError,
     ClientInputError,
@@ -336,7 +343,7 @@ class CatalogStore:
     async def _record(self, tx: WriteTransaction, event: Any) -> None:
         segments = tuple(event.path)
         result = await tx.execute(
-            events_table.insert().values(
+            event_log.insert().values(
                 type=event.type,
                 path=join_path(segments),
                 body=ev.serialize(event),

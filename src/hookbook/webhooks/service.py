@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from .. import events as ev
 from ..config import WebhookSettings
-from ..db import Database, WriteTransaction, deliveries, events
+from ..db import Database, WriteTransaction, deliveries, event_log
 from ..errors import ConflictError, NotFoundError
 from ..url_safety import Resolver, SystemResolver
 from .clock import Clock, system_clock
@@ -147,7 +147,7 @@ class WebhookService:
         payload = ev.Ping(timestamp=stamp, webhook_id=hook.id, url=hook.url)
         async with self.db.write() as tx:
             event_row = await tx.execute(
-                events.insert().values(
+                event_log.insert().values(
                     type="ping", path=hook.node_path, body=ev.serialize(payload), time_created=stamp
                 )
             )
