@@ -21,12 +21,12 @@ from sqlalchemy.exc import IntegrityError
 from ..catalog.paths import join_path, parse_path
 from ..config import WebhookSettings
 from ..db import Database, WriteTransaction, attempts, deliveries, nodes, webhooks
-from ..errors import ConflictError, DuplicateWebhookError, NotFoundError
+from ..errors import ConflictError, DuplicateWebhookError, NotFoundError, SecretUnavailable
 from ..url_safety import Resolver, UrlPolicy, check_target
 from .clock import Clock
 from .outbox import settle_queued
 from .records import WebhookRecord
-from .secrets import SecretBox, SecretUnavailable
+from .secrets import SecretBox
 
 logger = logging.getLogger(__name__)
 
