@@ -2,19 +2,22 @@
 
 Two stages, both pure apart from the injected resolver:
 
-1. :func:`check_url_syntax` (registration, a pydantic validator -> HTTP 422):
-   scheme http/https (https only unless ``allow_http``), a host, no
+1. :func:`check_url_syntax` (at registration and on a URL change, where a
+   helper of the webhook routes answers its ``ValueError`` with
+   ``InvalidURLError``, HTTP 422; again in :func:`check_target`): scheme
+   http/https (https only unless ``allow_http``), a host, no
    ``user:password@``, at most ``max_length`` characters. The URL is
    normalised as WHATWG URL parsers do (pydantic's ``AnyHttpUrl``, which
    Tiled uses too): lower-case scheme and host, IDNA host, numeric IPv4
    spellings as dotted quads (``http://2130706433/`` -> ``http://127.0.0.1/``),
    default port dropped, empty path ``/``.
-2. :func:`check_target` (registration -> HTTP 400, and again before every
-   delivery attempt): resolves the host with the injected :class:`Resolver`
-   and checks *every* address. The returned :class:`CheckedTarget` carries
-   those addresses; the sender connects to one of them (sending the original
-   host name as ``Host`` and TLS SNI), so DNS rebinding between the check and
-   the connection has no window.
+2. :func:`check_target` (registration -> HTTP 400, and again for every
+   connection the sender opens, see :mod:`hookbook.webhooks.sender`):
+   resolves the host with the injected :class:`Resolver` and checks *every*
+   address. The returned :class:`CheckedTarget` carries those addresses; the
+   sender connects to one of them (sending the original host name as ``Host``
+   and TLS SNI), so DNS rebinding between the check and the connection has no
+   window.
 
 Address rules, in :func:`classify_address` (``None`` = public): loopback,
 private (RFC 1918, fc00::/7), link-local (169.254/16, fe80::/10), shared
@@ -345,11 +348,12 @@ def check_url_syntax(
 ) -> str:
     """Check a webhook URL's form; return it normalised (see the module docstring).
 
-    Raises ``ValueError`` (HTTP 422 through a pydantic validator) when the URL
-    is longer than ``max_length`` characters (before or after
-    normalisation), contains whitespace or control characters, has a scheme
-    other than http/https (or http while ``allow_http`` is false), has no
-    host, has ``user:password@`` (the message never repeats it), has port 0,
+    Raises ``ValueError`` (the webhook routes answer it with
+    :class:`~hookbook.errors.InvalidURLError`, HTTP 422) when the URL is
+    longer than ``max_length`` characters (before or after normalisation),
+    contains whitespace or control characters, has a scheme other than
+    http/https (or http while ``allow_http`` is false), has no host, has
+    ``user:password@`` (the message never repeats it), has port 0,
     or a host name that is not a valid DNS name.
     """
     if not isinstance(url, str):

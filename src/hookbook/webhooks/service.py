@@ -3,7 +3,10 @@
 A thin facade over the modules that do the work: the registry
 (:mod:`.registry`), the outbox (:mod:`.outbox`: fan-out inside the catalog's
 write transaction, which is what makes the outbox transactional) and the
-history (:mod:`.history`). Ping and redeliver, which need all three, live here.
+history (:mod:`.history`). What needs more than one of them lives here: the
+catalog's event hook (a deletion removes the subtree's webhooks, then the
+event fans out), ping and redeliver. URLs reach it with their syntax checked
+by the webhook routes; the registry checks where they resolve to.
 """
 
 from __future__ import annotations

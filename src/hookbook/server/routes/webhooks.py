@@ -50,6 +50,9 @@ Changes = Annotated[WebhookPatch, Depends(webhook_body(WebhookPatch, "write:webh
 
 
 def _checked_url(service: WebhookService, url: str) -> str:
+    """The URL's syntax (:func:`check_url_syntax`; the request schema takes any
+    string): normalised, or ``InvalidURLError`` (422). The registry checks the
+    addresses it resolves to."""
     try:
         return check_url_syntax(
             url,
