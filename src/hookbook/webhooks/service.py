@@ -33,6 +33,10 @@ __all__ = ["WebhookService", "check_settings", "new_event_id", "url_policy"]
 
 logger = logging.getLogger(__name__)
 
+#: The logger of the start-up notice that the target rules are relaxed, on its
+#: own so that a caller that says so itself (``hookbook demo``) can quiet it.
+RELAXED_RULES_LOGGER = f"{__name__}.relaxed_rules"
+
 
 def check_settings(settings: WebhookSettings) -> None:
     """Raise ``ConfigurationError`` naming the first unusable webhook setting.
@@ -74,7 +78,7 @@ class WebhookService:
         self.outbox = Outbox(db, lease_seconds=settings.lease_seconds, clock=self.clock)
         self.deliveries = DeliveryHistory(db)
         if settings.allow_http or settings.allow_private_addresses:
-            logger.warning(
+            logging.getLogger(RELAXED_RULES_LOGGER).warning(
                 "webhook target rules relaxed for local development: allow_http=%s, "
                 "allow_private_addresses=%s (production defaults refuse both)",
                 settings.allow_http,
