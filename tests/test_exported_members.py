@@ -1,0 +1,124 @@
+"""The public API, pinned: each public module's ``__all__``, exactly.
+
+A change to one of these lists is a change to what users may rely on: make it
+here on purpose, with the docs (``docs/reference/python-api.md``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+PUBLIC = {
+    "hookbook": ["__version__"],
+    "hookbook.client": [
+        "ArrayNode",
+        "Attempt",
+        "Container",
+        "DeliveryRecord",
+        "Node",
+        "TableNode",
+        "Webhook",
+        "Webhooks",
+        "from_uri",
+    ],
+    "hookbook.errors": [
+        "AlreadyExistsError",
+        "AuthenticationError",
+        "BadSignatureError",
+        "ClientInputError",
+        "ConfigurationError",
+        "ConflictError",
+        "DirectoryInUseError",
+        "DuplicateWebhookError",
+        "HookbookError",
+        "InvalidDataError",
+        "InvalidKeyError",
+        "InvalidPathError",
+        "InvalidTextError",
+        "InvalidURLError",
+        "MissingSignatureError",
+        "NotAStreamError",
+        "NotFoundError",
+        "PayloadTooLargeError",
+        "PermissionDeniedError",
+        "SecretUnavailable",
+        "SecretsNotConfiguredError",
+        "ServerStartupError",
+        "SignatureError",
+        "StaleTimestampError",
+        "StreamClosedError",
+        "UnsafeURLError",
+        "UnsupportedError",
+        "error_from_response",
+    ],
+    "hookbook.events": [
+        "CATALOG_EVENT_TYPES",
+        "ContainerChildCreated",
+        "ContainerChildDeleted",
+        "ContainerChildMetadataUpdated",
+        "Event",
+        "EventType",
+        "Ping",
+        "StreamClosed",
+        "json_schema",
+        "now",
+        "parse_event",
+        "serialize",
+    ],
+    "hookbook.server": ["SimpleServer", "create_app"],
+    "hookbook.signing": [
+        "DEFAULT_TOLERANCE",
+        "SCHEME_STANDARD_WEBHOOKS",
+        "SCHEME_TILED",
+        "sign_headers",
+        "standard_webhooks_secret",
+        "verify",
+    ],
+    "hookbook.testing": ["Delivery", "ResetConnection", "ScriptedResponse", "WebhookReceiver"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_all_is_pinned_and_sorted(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__all__ == PUBLIC[name]
+    assert module.__all__ == sorted(module.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_every_exported_name_exists(name: str) -> None:
+    module = importlib.import_module(name)
+    missing = [member for member in module.__all__ if not hasattr(module, member)]
+    assert missing == []
+
+
+def test_the_error_tree_exports_every_error() -> None:
+    import hookbook.errors as errors
+
+    classes = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.HookbookError)
+    }
+    assert classes <= set(errors.__all__)
+
+
+#: What a user's first import of these must not pay for.
+HEAVY = ["fastapi", "pandas", "sqlalchemy", "zarr"]
+
+
+@pytest.mark.parametrize("name", ["hookbook", "hookbook.testing"])
+def test_importing_and_listing_a_light_module_loads_nothing_heavy(name: str) -> None:
+    code = (
+        f"import json, sys, {name} as m; m.__all__; "
+        f"print(json.dumps(sorted({{n.split('.')[0] for n in sys.modules}} & set({HEAVY!r}))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(out.stdout) == []
