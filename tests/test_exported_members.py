@@ -7,9 +7,6 @@ here on purpose, with the docs (``docs/reference/python-api.md``).
 from __future__ import annotations
 
 import importlib
-import json
-import subprocess
-import sys
 
 import pytest
 
@@ -106,19 +103,3 @@ def test_the_error_tree_exports_every_error() -> None:
         if isinstance(value, type) and issubclass(value, errors.HookbookError)
     }
     assert classes <= set(errors.__all__)
-
-
-#: What a user's first import of these must not pay for.
-HEAVY = ["fastapi", "pandas", "sqlalchemy", "zarr"]
-
-
-@pytest.mark.parametrize("name", ["hookbook", "hookbook.testing"])
-def test_importing_and_listing_a_light_module_loads_nothing_heavy(name: str) -> None:
-    code = (
-        f"import json, sys, {name} as m; m.__all__; "
-        f"print(json.dumps(sorted({{n.split('.')[0] for n in sys.modules}} & set({HEAVY!r}))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert json.loads(out.stdout) == []
