@@ -274,6 +274,30 @@ def test_deleted_subtree_removes_its_webhooks_and_tells_the_ancestors(server, cl
         assert [d.path for d in outside.deliveries] == ["/webhook", "/webhook"]
 
 
+def test_a_node_deleted_before_it_was_announced_takes_its_webhooks_along(server, client):
+    store = server.app.state.services.store
+    structure = {
+        "data_type": {"endianness": "little", "kind": "f", "itemsize": 8, "dt_units": None},
+        "chunks": [[2]],
+        "shape": [2],
+        "dims": None,
+        "resizable": False,
+    }
+    server.run(store.create("", "declared", "array", structure=structure))
+    with WebhookReceiver() as outside, WebhookReceiver() as on_it:
+        watcher = client.webhooks.register(outside.url)
+        doomed = client.webhooks.register(on_it.url, path="declared")
+        assert server.run(store.delete("declared")) == 1
+        client.create_container("after")  # an event that does go out, to wait on
+        outside.wait_for(1, timeout=10)
+        server.drain()
+        assert [d.json["type"] for d in outside.deliveries] == ["container-child-created"]
+        assert on_it.deliveries == []
+        assert [w.id for w in client.webhooks.list_all()] == [watcher.id]
+        with pytest.raises(hookbook.errors.NotFoundError):
+            client.webhooks.get(doomed.id)
+
+
 def test_the_worker_drops_rows_it_holds_for_webhooks_deleted_with_their_node():
     # The first attempt stays in flight until the server closes (the wait below
     # is far shorter); the next row waits behind it, in the worker's memory.
