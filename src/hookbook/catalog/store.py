@@ -210,12 +210,18 @@ class CatalogStore:
         async with self.db.read() as conn:
             return await self._get(conn, segments)
 
-    async def _get(self, conn: Any, segments: tuple[str, ...], *, lock: bool = False) -> Node:
-        """The node at ``segments``; ``lock``: lock its row until the transaction
-        ends (``FOR UPDATE`` on PostgreSQL; SQLite writers are serialised anyway)."""
+    async def _get(
+        self, conn: Any, segments: tuple[str, ...], *, lock: bool = False, keep: bool = False
+    ) -> Node:
+        """The node at ``segments``. Until the transaction ends (PostgreSQL; SQLite
+        writers are serialised anyway), ``lock``: lock its row (``FOR UPDATE``);
+        ``keep``: keep it from being deleted meanwhile (``FOR KEY SHARE``, as a
+        child's foreign key does; many may keep one row at once)."""
         query = sa.select(nodes).where(nodes.c.path == join_path(segments))
         if lock:
             query = query.with_for_update()
+        elif keep:
+            query = query.with_for_update(read=True, key_share=True)
         row = (await conn.execute(query)).first()
         if row is None:
             raise NotFoundError(f"no node at path {join_path(segments)!r}", path=list(segments))
@@ -403,7 +409,8 @@ class CatalogStore:
         stamp = ev.now()
 
         async def body(tx: WriteTransaction) -> Node:
-            parent = await self._get(tx.conn, parent_segments)
+            # Kept until the commit: a deletion of the parent waits for this child.
+            parent = await self._get(tx.conn, parent_segments, keep=True)
             if parent.structure_family != "container":
                 raise ConflictError(
                     f"cannot create {key!r} inside {join_path(parent_segments)!r}: "
