@@ -7,6 +7,7 @@ here on purpose, with the docs (``docs/reference/python-api.md``).
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import pytest
 
@@ -94,12 +95,16 @@ def test_every_exported_name_exists(name: str) -> None:
     assert missing == []
 
 
-def test_the_error_tree_exports_every_error() -> None:
-    import hookbook.errors as errors
-
-    classes = {
-        name
-        for name, value in vars(errors).items()
-        if isinstance(value, type) and issubclass(value, errors.HookbookError)
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+def test_every_public_class_and_function_a_module_defines_is_exported(name: str) -> None:
+    """A new public class or function is either exported (and pinned above) or
+    named with a leading underscore: never public by accident."""
+    module = importlib.import_module(name)
+    defined = {
+        member
+        for member, value in vars(module).items()
+        if not member.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and value.__module__ == name
     }
-    assert classes <= set(errors.__all__)
+    assert sorted(defined - set(module.__all__)) == []
