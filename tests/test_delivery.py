@@ -276,13 +276,8 @@ def test_deleted_subtree_removes_its_webhooks_and_tells_the_ancestors(server, cl
 
 def test_a_node_deleted_before_it_was_announced_takes_its_webhooks_along(server, client):
     store = server.app.state.services.store
-    structure = {
-        "data_type": {"endianness": "little", "kind": "f", "itemsize": 8, "dt_units": None},
-        "chunks": [[2]],
-        "shape": [2],
-        "dims": None,
-        "resizable": False,
-    }
+    structure = client.write_array(np.zeros(2), key="model").structure
+    # Declared, its data not written yet: not announced.
     server.run(store.create("", "declared", "array", structure=structure))
     with WebhookReceiver() as outside, WebhookReceiver() as on_it:
         watcher = client.webhooks.register(outside.url)
