@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from ..catalog.paths import prefixes
-from ..db import Database, WriteTransaction, attempts, deliveries, events, webhooks
+from ..db import Database, WriteTransaction, attempts, deliveries, event_log, webhooks
 from .clock import Clock
 from .history import with_payload
 from .policy import Decision
@@ -139,7 +139,7 @@ _CLAIM_COLUMNS = (
     deliveries.c.attempts,
     webhooks.c.url,
     webhooks.c.secret_ciphertext,
-    events.c.body,
+    event_log.c.body,
 )
 
 #: With a per-endpoint limit, how many due rows a claim looks at per row it may take
@@ -236,7 +236,7 @@ class Outbox:
             )
         ).scalars()
         body = (
-            await tx.execute(sa.select(events.c.body).where(events.c.id == event_row_id))
+            await tx.execute(sa.select(event_log.c.body).where(event_log.c.id == event_row_id))
         ).scalar_one()
         claims = [
             Claim(
@@ -313,7 +313,7 @@ class Outbox:
         due = (
             sa.select(*_CLAIM_COLUMNS)
             .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-            .join(events, events.c.id == deliveries.c.event_row_id)
+            .join(event_log, event_log.c.id == deliveries.c.event_row_id)
             .where((deliveries.c.next_attempt_at <= now) & webhooks.c.active)
             .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
             .limit(scan)
@@ -482,8 +482,8 @@ class Outbox:
             )
             referenced = sa.select(deliveries.c.event_row_id)
             await tx.execute(
-                events.delete().where(
-                    (events.c.time_created < older_than) & events.c.id.not_in(referenced)
+                event_log.delete().where(
+                    (event_log.c.time_created < older_than) & event_log.c.id.not_in(referenced)
                 )
             )
             return cast(int, result.rowcount)

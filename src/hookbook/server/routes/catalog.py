@@ -20,12 +20,12 @@ from pydantic import ValidationError
 from ... import protocol
 from ..._version import __version__
 from ...catalog.decoding import table_from_ipc
-from ...catalog.paths import check_key, join_path, parse_path
+from ...catalog.paths import check_key, parse_path
 from ...catalog.store import CatalogStore, Node
-from ...errors import ClientInputError, ConflictError, validation_message
+from ...errors import ClientInputError, validation_message
 from ...patching import PatchBudget
 from ..bodies import decode_json, read_body
-from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
+from ..deps import ReadMetadata, StoreDep, WriteMetadata
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
@@ -218,21 +218,11 @@ async def replace_metadata(
 async def delete(
     path: str,
     store: StoreDep,
-    services: ServicesDep,
     _: WriteMetadata,
     params: Annotated[protocol.DeleteParams, Query()],
 ) -> dict[str, Any]:
-    node = await store.get(path)
-    if node.structure_family == "container" and not params.recursive:
-        count = await store.count_children(node)
-        if count:
-            raise ConflictError(
-                f"{join_path(node.path)!r} has {count} children; pass recursive=true to "
-                "delete it with everything below it"
-            )
-    hook = services.webhooks.remove_subtree if services.webhooks is not None else None
-    removed = await store.delete(path, before_event=hook)
-    return {"deleted": list(node.path), "nodes": removed}
+    removed = await store.delete(path, recursive=params.recursive)
+    return {"deleted": list(parse_path(path)), "nodes": removed}
 
 
 @router.delete("/stream/close/{path:path}", summary="Close a live stream")
