@@ -37,6 +37,7 @@ PUBLIC = {
         "InvalidDataError",
         "InvalidKeyError",
         "InvalidPathError",
+        "InvalidRequestError",
         "InvalidTextError",
         "InvalidURLError",
         "MissingSignatureError",
@@ -53,6 +54,7 @@ PUBLIC = {
         "UnsafeURLError",
         "UnsupportedError",
         "error_from_response",
+        "validation_message",
     ],
     "hookbook.events": [
         "CATALOG_EVENT_TYPES",
