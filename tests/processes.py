@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import yaml
@@ -19,6 +21,56 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class OutputLines:
+    """A child process's output, read line by line on a thread, so a test can
+    wait for a line (with a bound) while the process runs."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._lines: list[str] = []
+        self._ended = False
+        self._seen = 0
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        with stream:
+            for raw in stream:
+                with self._cond:
+                    self._lines.append(raw.decode(errors="replace").rstrip("\n"))
+                    self._cond.notify_all()
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The match of the next line (after the last one matched) matching ``pattern``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for i in range(self._seen, len(self._lines)):
+                    match = regex.search(self._lines[i])
+                    if match:
+                        self._seen = i + 1
+                        return match
+                remaining = deadline - time.monotonic()
+                if self._ended or remaining <= 0:
+                    why = "the output ended" if self._ended else f"not within {timeout} s"
+                    raise AssertionError(
+                        f"no line matching {pattern!r} ({why}):\n" + "\n".join(self._lines)
+                    )
+                self._cond.wait(remaining)
+
+    def text(self, timeout: float) -> str:
+        """Everything printed, once the stream has ended (bounded by ``timeout``)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"the output did not end within {timeout} s")
+        with self._cond:
+            return "\n".join(self._lines)
 
 
 def write_config(path: Path, *, database: str, directory: Path, api_key: str, **extra: Any) -> Path:
