@@ -18,32 +18,41 @@ HOLD_LIMIT = 60.0
 
 
 class HeldReceiver(WebhookReceiver):
-    """A :class:`WebhookReceiver` with :meth:`hold` and :meth:`release`.
+    """A :class:`WebhookReceiver` with :meth:`hold`, :meth:`allow` and :meth:`release`.
 
-    While held, each request is counted as it arrives (:attr:`arrived`) and
-    answered only once released (as the receiver would have answered it: the
-    delivery is recorded then). :meth:`stop` releases what is held.
+    Every request is counted as it arrives (:attr:`arrived`). While held, a
+    request waits until :meth:`allow` lets it through or
+    :meth:`release` opens the gate; it is then answered as the receiver would
+    have answered it, and recorded. :meth:`stop` releases what is held.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._open = threading.Event()
-        self._open.set()
-        self._arrivals = threading.Condition()
+        self._gate = threading.Condition()
+        self._permits: int | None = None  # None: open
         self.arrived = 0
 
     def hold(self) -> None:
-        """Hold every request from now on until :meth:`release`."""
-        self._open.clear()
+        """Hold every request from now on, until allowed or released."""
+        with self._gate:
+            self._permits = 0
+
+    def allow(self, n: int = 1) -> None:
+        """Let ``n`` more held requests through (the gate stays closed after them)."""
+        with self._gate:
+            self._permits = (self._permits or 0) + n
+            self._gate.notify_all()
 
     def release(self) -> None:
         """Answer the held requests, and the next ones at once."""
-        self._open.set()
+        with self._gate:
+            self._permits = None
+            self._gate.notify_all()
 
     def wait_arrived(self, n: int, timeout: float) -> None:
         """Wait until ``n`` requests have arrived (held or answered)."""
-        with self._arrivals:
-            if not self._arrivals.wait_for(lambda: self.arrived >= n, timeout):
+        with self._gate:
+            if not self._gate.wait_for(lambda: self.arrived >= n, timeout):
                 raise AssertionError(f"{self.arrived} requests arrived within {timeout} s, not {n}")
 
     def stop(self) -> None:
@@ -52,8 +61,10 @@ class HeldReceiver(WebhookReceiver):
 
     def _respond(self, request: Any) -> Any:
         if not is_inspector_path(request.path):
-            with self._arrivals:
+            with self._gate:
                 self.arrived += 1
-                self._arrivals.notify_all()
-            self._open.wait(HOLD_LIMIT)
+                self._gate.notify_all()
+                self._gate.wait_for(lambda: self._permits != 0, HOLD_LIMIT)
+                if self._permits:
+                    self._permits -= 1
         return super()._respond(request)
