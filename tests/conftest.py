@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -60,6 +61,15 @@ def pg_url() -> Iterator[str]:
         yield url
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A port bound, held and never listened on: connections to it are refused
+    (and nothing else can take the port while the test runs)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float = 5.0, interval: float = 0.005, message: str = ""):

@@ -20,7 +20,9 @@ HOLD_LIMIT = 60.0
 class HeldReceiver(WebhookReceiver):
     """A :class:`WebhookReceiver` with :meth:`hold`, :meth:`allow` and :meth:`release`.
 
-    Every request is counted as it arrives (:attr:`arrived`). While held, a
+    Every request is counted as it arrives (:attr:`arrived`), and the most
+    requests it had at once, held or being answered, are kept
+    (:attr:`most_at_once`). While held, a
     request waits until :meth:`allow` lets it through or
     :meth:`release` opens the gate; it is then answered as the receiver would
     have answered it, and recorded. :meth:`stop` releases what is held.
@@ -31,6 +33,8 @@ class HeldReceiver(WebhookReceiver):
         self._gate = threading.Condition()
         self._permits: int | None = None  # None: open
         self.arrived = 0
+        self._inside = 0
+        self.most_at_once = 0
 
     def hold(self) -> None:
         """Hold every request from now on, until allowed or released."""
@@ -60,11 +64,18 @@ class HeldReceiver(WebhookReceiver):
         super().stop()
 
     def _respond(self, request: Any) -> Any:
-        if not is_inspector_path(request.path):
+        if is_inspector_path(request.path):
+            return super()._respond(request)
+        with self._gate:
+            self.arrived += 1
+            self._inside += 1
+            self.most_at_once = max(self.most_at_once, self._inside)
+            self._gate.notify_all()
+            self._gate.wait_for(lambda: self._permits != 0, HOLD_LIMIT)
+            if self._permits:
+                self._permits -= 1
+        try:
+            return super()._respond(request)
+        finally:  # before the answer is written: the sender cannot be quicker
             with self._gate:
-                self.arrived += 1
-                self._gate.notify_all()
-                self._gate.wait_for(lambda: self._permits != 0, HOLD_LIMIT)
-                if self._permits:
-                    self._permits -= 1
-        return super()._respond(request)
+                self._inside -= 1

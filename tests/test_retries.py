@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
@@ -54,14 +53,6 @@ def leased(server: SimpleServer) -> int:
         ).fetchone()[0]
     finally:
         conn.close()
-
-
-@pytest.fixture
-def refusing_port() -> Iterator[int]:
-    """A port bound, held and never listened on: connections to it are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
 
 
 def outbox_rows(server: SimpleServer) -> tuple[int, int]:
