@@ -64,10 +64,16 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def refusing_port() -> Iterator[int]:
-    """A port bound, held and never listened on: connections to it are refused
-    (and nothing else can take the port while the test runs)."""
+def reserved_port() -> Iterator[int]:
+    """A port bound (``SO_REUSEADDR``) and held for the test, never listened on.
+
+    Connections to it are refused; a server that also sets ``SO_REUSEADDR``
+    (``WebhookReceiver``, ``SimpleServer``) may listen on it, stop and listen
+    again, while no other socket can take it in between: a port is never
+    released and used again by number.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
 

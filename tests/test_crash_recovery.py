@@ -327,11 +327,11 @@ def test_in_flight_per_endpoint_is_bounded():
     assert receiver.most_at_once == 2
 
 
-def test_a_dead_endpoint_does_not_hold_up_a_healthy_one(receiver, refusing_port):
+def test_a_dead_endpoint_does_not_hold_up_a_healthy_one(receiver, reserved_port):
     settings = {"max_in_flight": 4, "max_in_flight_per_host": 2, "retry_schedule": [0.01] * 3}
     with SimpleServer(webhooks=settings) as server, from_uri(server.uri) as client:
         for i in range(6):
-            client.webhooks.register(f"http://127.0.0.1:{refusing_port}/{i}")
+            client.webhooks.register(f"http://127.0.0.1:{reserved_port}/{i}")
         healthy = client.webhooks.register(receiver.url)
         for key in ("a", "b"):
             client.create_container(key)
@@ -392,8 +392,8 @@ def test_a_slow_dns_answer_does_not_hold_up_others():
 # --------------------------------------------------------------------------- #
 
 
-def test_retention_prunes_settled_history_only(tmp_path, receiver, refusing_port):
-    dead_url = f"http://127.0.0.1:{refusing_port}/webhook"
+def test_retention_prunes_settled_history_only(tmp_path, receiver, reserved_port):
+    dead_url = f"http://127.0.0.1:{reserved_port}/webhook"
     with (
         SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01, 60]}) as server,
         from_uri(server.uri) as client,

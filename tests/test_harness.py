@@ -168,8 +168,8 @@ def test_two_servers_in_one_process_with_different_settings():
         assert httpx.get(f"{api_b}/metadata/", params={"api_key": b.api_key}).status_code == 200
 
 
-def test_close_stops_the_server_and_removes_a_temporary_directory(tmp_path):
-    server = SimpleServer()
+def test_close_stops_the_server_and_removes_a_temporary_directory(tmp_path, reserved_port):
+    server = SimpleServer(port=reserved_port)  # reserved: nothing else listens there after
     with from_uri(server.uri) as client:
         client.write_array([1], key="a")  # an open keep-alive connection during close
         directory, port = server.directory, server.port

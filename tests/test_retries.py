@@ -181,8 +181,8 @@ def test_a_reset_connection_is_retried(server, client, receiver):
     assert second.status_code == 200
 
 
-def test_a_refused_connection_is_retried_then_fails(server, client, refusing_port):
-    url = f"http://127.0.0.1:{refusing_port}/hook"
+def test_a_refused_connection_is_retried_then_fails(server, client, reserved_port):
+    url = f"http://127.0.0.1:{reserved_port}/hook"
     hook = client.webhooks.register(url)
     client.create_container("a")
     server.drain()
