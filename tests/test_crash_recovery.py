@@ -229,36 +229,35 @@ def test_kill_9_loses_nothing(tmp_path):
 
 
 def test_close_with_a_hanging_receiver_returns_and_keeps_the_delivery(tmp_path):
-    receiver = HeldReceiver().start()
-    receiver.hold()  # answers nothing until the end of the test
-    server = SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]})
-    try:
-        with from_uri(server.uri) as client:
-            hook = client.webhooks.register(receiver.url)
-            client.create_container("a")
-        receiver.wait_arrived(1, timeout=10)  # in flight
-    finally:
-        # Bounded well below the hold: close() gives up on the attempt, it does not wait.
-        assert close_within(server, 30), "close() blocked on a hanging receiver"
-    assert receiver.deliveries == []  # still held: nothing was answered
-    ((outcome, attempts, event_id, lease),) = rows(
-        tmp_path, "SELECT outcome, attempts, event_id, lease_token FROM deliveries"
-    )
-    assert (outcome, attempts) == ("pending", 0)
-    assert lease is None  # handed over at insert, given back unsent by stop()
+    with HeldReceiver() as receiver:
+        receiver.hold()  # answers nothing until released
+        server = SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]})
+        try:
+            with from_uri(server.uri) as client:
+                hook = client.webhooks.register(receiver.url)
+                client.create_container("a")
+            receiver.wait_arrived(1, timeout=10)  # in flight
+        finally:
+            # Bounded well below the hold: close() gives up on the attempt.
+            assert close_within(server, 30), "close() blocked on a hanging receiver"
+        assert receiver.deliveries == []  # still held: nothing was answered
+        ((outcome, attempts, event_id, lease),) = rows(
+            tmp_path, "SELECT outcome, attempts, event_id, lease_token FROM deliveries"
+        )
+        assert (outcome, attempts) == ("pending", 0)
+        assert lease is None  # handed over at insert, given back unsent by stop()
 
-    receiver.release()  # answers the held request, to a closed connection
-    receiver.wait_for(1, timeout=10)
-    receiver.clear()
-    with SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]}) as server:
-        delivered = receiver.wait_for(1, timeout=10)
-        server.drain()
-        with from_uri(server.uri) as client:
-            (record,) = client.webhooks.history(hook.id)
-        assert record.outcome == "success"
-        assert record.event_id == event_id
-        assert delivered[0].event_id == event_id
-    receiver.stop()
+        receiver.release()  # answers the held request, to a closed connection
+        receiver.wait_for(1, timeout=10)
+        receiver.clear()
+        with SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]}) as server:
+            delivered = receiver.wait_for(1, timeout=10)
+            server.drain()
+            with from_uri(server.uri) as client:
+                (record,) = client.webhooks.history(hook.id)
+            assert record.outcome == "success"
+            assert record.event_id == event_id
+            assert delivered[0].event_id == event_id
 
 
 # --------------------------------------------------------------------------- #
