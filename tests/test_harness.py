@@ -11,6 +11,7 @@ import threading
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy
 
 from hookbook.client import from_uri
 from hookbook.errors import ConfigurationError, DirectoryInUseError
@@ -197,7 +198,8 @@ def test_a_start_up_failure_raises_the_servers_own_error_in_the_caller(tmp_path)
 
     with pytest.raises(ConfigurationError, match="retry_schedule"):
         SimpleServer(webhooks={"retry_schedule": [-1]})
-    with pytest.raises(OSError):
+    # An unreachable database fails like any other database error (the refusal chained).
+    with pytest.raises(sqlalchemy.exc.OperationalError, match="cannot reach the database"):
         SimpleServer(database="postgresql+asyncpg://postgres@127.0.0.1:1/none", startup_timeout=20)
     assert server_threads() == threads_before
 
