@@ -3,15 +3,21 @@
 PostgreSQL tests use ``HOOKBOOK_TEST_POSTGRES`` (default: the local server,
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``). Each test creates its
 own database and drops it afterwards. Without a reachable server they skip,
-saying why; under ``CI=true`` that is a failure instead.
+saying why; under ``CI=true`` that is a failure instead. :func:`unavailable`
+is that one rule, for every test dependency that may be missing (PostgreSQL,
+Chromium, the test extras such as ``tiled``: :func:`require`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+import socket
 import uuid
 from collections.abc import Iterator
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -36,10 +42,24 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str, *, needed_by: str) -> NoReturn:
+    """Skip, saying why, when something a test needs is missing; under ``CI=true``
+    fail instead (CI has everything). Works in a test, a fixture or at module level."""
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL is required under CI=true: {reason}")
-    pytest.skip(f"PostgreSQL not available ({reason}); set HOOKBOOK_TEST_POSTGRES")
+        pytest.fail(f"{needed_by} are required under CI=true: {reason}", pytrace=False)
+    pytest.skip(f"{needed_by} skipped: {reason}", allow_module_level=True)
+
+
+def require(module: str, *, install: str = "pip install -e '.[test]'") -> ModuleType:
+    """Import a test dependency (``pytest.importorskip``, but failing under ``CI=true``)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        unavailable(f"{module} cannot be imported ({error}): {install}", needed_by="the tests")
+
+
+def _unavailable(reason: str) -> NoReturn:
+    unavailable(f"{reason}; set HOOKBOOK_TEST_POSTGRES", needed_by="the PostgreSQL tests")
 
 
 @pytest.fixture
@@ -60,6 +80,21 @@ def pg_url() -> Iterator[str]:
         yield url
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def reserved_port() -> Iterator[int]:
+    """A port bound (``SO_REUSEADDR``) and held for the test, never listened on.
+
+    Connections to it are refused; a server that also sets ``SO_REUSEADDR``
+    (``WebhookReceiver``, ``SimpleServer``) may listen on it, stop and listen
+    again, while no other socket can take it in between: a port is never
+    released and used again by number.
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float = 5.0, interval: float = 0.005, message: str = ""):

@@ -10,13 +10,11 @@ import sys
 
 import httpx
 
-from conftest import wait_until
 from hookbook.signing import sign_headers
-from processes import free_port
+from processes import OutputLines
 
 
 def test_receive_prints_deliveries_and_stops_on_ctrl_c() -> None:
-    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -24,7 +22,7 @@ def test_receive_prints_deliveries_and_stops_on_ctrl_c() -> None:
             "hookbook.cli",
             "receive",
             "--port",
-            str(port),
+            "0",
             "--secret",
             "s3cret",
             "--status",
@@ -34,38 +32,39 @@ def test_receive_prints_deliveries_and_stops_on_ctrl_c() -> None:
         stderr=subprocess.STDOUT,
         env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"},
     )
+    output = OutputLines(proc.stdout)
     try:
-
-        def post() -> httpx.Response | None:
-            body = json.dumps(
-                {
-                    "type": "stream-closed",
-                    "timestamp": "2026-01-01T00:00:00Z",
-                    "key": "det",
-                    "path": ["run1", "det"],
-                }
-            ).encode()
-            headers = {
-                "Content-Type": "application/json",
-                "X-Tiled-Event-ID": "ab" * 16,
-                **sign_headers(body, "s3cret", "ab" * 16),
+        port = int(output.wait_for(r"Listening on http://127\.0\.0\.1:(\d+)/", timeout=30)[1])
+        body = json.dumps(
+            {
+                "type": "stream-closed",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "key": "det",
+                "path": ["run1", "det"],
             }
-            try:
-                return httpx.post(f"http://127.0.0.1:{port}/", content=body, headers=headers)
-            except httpx.TransportError:
-                return None  # not listening yet
-
-        response = wait_until(post, timeout=30, message="hookbook receive listening")
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Tiled-Event-ID": "ab" * 16,
+            **sign_headers(body, "s3cret", "ab" * 16),
+        }
+        url = f"http://127.0.0.1:{port}/"
+        response = httpx.post(url, content=body, headers=headers)
+        forged = {**headers, "webhook-signature": "v1," + "A" * 44}
+        assert httpx.post(url, content=body, headers=forged).status_code == 503
+        # Each delivery is printed as it arrives, before Ctrl-C.
+        valid = output.wait_for(r"^#1 .*$", timeout=30)[0]
+        invalid = output.wait_for(r"^#2 .*$", timeout=30)[0]
         assert response.status_code == 503  # --status answers every delivery
     finally:
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=20)
-    text = output.decode()
+        proc.wait(timeout=20)
+    text = output.text(timeout=10)
     assert proc.returncode == 0, text
-    assert "stream-closed" in text
-    assert "run1/det" in text or "['run1', 'det']" in text
-    assert "ab" * 16 in text
-    assert "valid" in text.lower()
+    assert "stream-closed  path=run1/det  key=det  event_id=" + "ab" * 16 in valid
+    # The exact verdict of each: "valid" alone would also match "INVALID".
+    assert "signature: valid (standard-webhooks)  -> 503" in valid
+    assert "signature: INVALID: BadSignatureError" in invalid
     assert (
         f"Inspector (deliveries live, fault controls): http://127.0.0.1:{port}/_hookbook/?token="
         in text

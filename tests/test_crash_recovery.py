@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_until
+from held import HeldReceiver
 from hookbook.client import from_uri
 from hookbook.config import parse_settings
 from hookbook.server import SimpleServer
@@ -97,35 +98,30 @@ def test_a_delivery_written_while_no_worker_runs_is_sent_when_one_starts(tmp_pat
         assert record.event_id == delivery.event_id
 
 
-def test_a_delivery_to_a_down_endpoint_completes_after_a_restart(tmp_path):
-    receiver = WebhookReceiver().start()
-    url = receiver.url
-    receiver.stop()  # down; started again later on the same port
-    try:
-        settings = {"retry_schedule": [0.01, 30]}
-        with SimpleServer(tmp_path, webhooks=settings) as server, from_uri(server.uri) as client:
-            hook = client.webhooks.register(url)
-            client.create_container("a")
-            wait_until(
-                lambda: client.webhooks.history(hook.id)[0].attempts == 2,
-                timeout=10,
-                message="two refused attempts",
-            )
-        (pending,) = rows(tmp_path, "SELECT outcome, attempts FROM deliveries")
-        assert pending == ("pending", 2)
-        receiver.start()
-        # The restart does not reset the schedule: the row is due in 30 s. The
-        # worker on the new server takes it when due; make it due now.
-        rows(tmp_path, "UPDATE deliveries SET next_attempt_at = 0")
-        with SimpleServer(tmp_path, webhooks=settings) as server, from_uri(server.uri) as client:
-            (delivery,) = receiver.wait_for(1, timeout=10)
-            server.drain()
-            (record,) = client.webhooks.history(hook.id)
-            assert record.outcome == "success"
-            assert record.attempts == 3
-            assert record.event_id == delivery.event_id
-    finally:
-        receiver.stop()
+def test_a_delivery_to_a_down_endpoint_completes_after_a_restart(tmp_path, receiver):
+    receiver.fail_next(2, status=503)  # down for the first two attempts
+    settings = {"retry_schedule": [0.01, 30]}
+    with SimpleServer(tmp_path, webhooks=settings) as server, from_uri(server.uri) as client:
+        hook = client.webhooks.register(receiver.url)
+        client.create_container("a")
+        wait_until(
+            lambda: client.webhooks.history(hook.id)[0].attempts == 2,
+            timeout=10,
+            message="two failed attempts",
+        )
+    (pending,) = rows(tmp_path, "SELECT outcome, attempts FROM deliveries")
+    assert pending == ("pending", 2)
+    receiver.clear()
+    # The restart does not reset the schedule: the row is due in 30 s. The
+    # worker on the new server takes it when due; make it due now.
+    rows(tmp_path, "UPDATE deliveries SET next_attempt_at = 0")
+    with SimpleServer(tmp_path, webhooks=settings) as server, from_uri(server.uri) as client:
+        (delivery,) = receiver.wait_for(1, timeout=10)
+        server.drain()
+        (record,) = client.webhooks.history(hook.id)
+        assert record.outcome == "success"
+        assert record.attempts == 3
+        assert record.event_id == delivery.event_id
 
 
 # --------------------------------------------------------------------------- #
@@ -232,35 +228,36 @@ def test_kill_9_loses_nothing(tmp_path):
 # --------------------------------------------------------------------------- #
 
 
-def test_close_with_a_hanging_receiver_returns_promptly_and_keeps_the_delivery(tmp_path, receiver):
-    receiver.delay(30)
-    server = SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]})
-    try:
-        with from_uri(server.uri) as client:
-            hook = client.webhooks.register(receiver.url)
-            client.create_container("a")
-        wait_until(
-            lambda: rows(tmp_path, "SELECT lease_token FROM deliveries")[0][0] is not None,
-            timeout=10,
-            message="the delivery in flight",
+def test_close_with_a_hanging_receiver_returns_and_keeps_the_delivery(tmp_path):
+    with HeldReceiver() as receiver:
+        receiver.hold()  # answers nothing until released
+        server = SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]})
+        try:
+            with from_uri(server.uri) as client:
+                hook = client.webhooks.register(receiver.url)
+                client.create_container("a")
+            receiver.wait_arrived(1, timeout=10)  # in flight
+        finally:
+            # Bounded well below the hold: close() gives up on the attempt.
+            assert close_within(server, 30), "close() blocked on a hanging receiver"
+        assert receiver.deliveries == []  # still held: nothing was answered
+        ((outcome, attempts, event_id, lease),) = rows(
+            tmp_path, "SELECT outcome, attempts, event_id, lease_token FROM deliveries"
         )
-    finally:
-        assert close_within(server, 5), "close() blocked on a hanging receiver"
-    ((outcome, attempts, event_id, lease),) = rows(
-        tmp_path, "SELECT outcome, attempts, event_id, lease_token FROM deliveries"
-    )
-    assert (outcome, attempts) == ("pending", 0)
-    assert lease is None  # handed over at insert, given back unsent by stop()
+        assert (outcome, attempts) == ("pending", 0)
+        assert lease is None  # handed over at insert, given back unsent by stop()
 
-    receiver.clear()
-    with SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]}) as server:
-        delivered = receiver.wait_for(1, timeout=10)
-        server.drain()
-        with from_uri(server.uri) as client:
-            (record,) = client.webhooks.history(hook.id)
-        assert record.outcome == "success"
-        assert record.event_id == event_id
-        assert delivered[0].event_id == event_id
+        receiver.release()  # answers the held request, to a closed connection
+        receiver.wait_for(1, timeout=10)
+        receiver.clear()
+        with SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01]}) as server:
+            delivered = receiver.wait_for(1, timeout=10)
+            server.drain()
+            with from_uri(server.uri) as client:
+                (record,) = client.webhooks.history(hook.id)
+            assert record.outcome == "success"
+            assert record.event_id == event_id
+            assert delivered[0].event_id == event_id
 
 
 # --------------------------------------------------------------------------- #
@@ -269,87 +266,99 @@ def test_close_with_a_hanging_receiver_returns_promptly_and_keeps_the_delivery(t
 
 
 def test_a_commit_wakes_the_worker(receiver):
+    # The fallback poll is an hour away: what arrives was woken by the commits.
     with (
-        SimpleServer(webhooks={"poll_interval": 30}) as server,
+        SimpleServer(webhooks={"poll_interval": 3600}) as server,
         from_uri(server.uri) as client,
     ):
         client.webhooks.register(receiver.url)
         client.create_container("a")
-        (first,) = receiver.wait_for(1, timeout=2)
+        (first,) = receiver.wait_for(1, timeout=30)
         client.create_container("b")
-        receiver.wait_for(2, timeout=2)
+        receiver.wait_for(2, timeout=30)
         assert first.key == "a"
 
 
 def test_a_slow_endpoint_does_not_hold_up_a_healthy_one():
     settings = {"max_in_flight": 4, "max_in_flight_per_host": 2, "retry_schedule": [0.01]}
     with (
-        WebhookReceiver() as slow,
+        HeldReceiver() as slow,
         WebhookReceiver() as healthy,
         SimpleServer(webhooks=settings) as server,
         from_uri(server.uri) as client,
     ):
-        slow.delay(30)
+        slow.hold()  # answers nothing until the end of the test
         # Registered first, so their rows come first in the outbox.
         for i in range(8):
             client.webhooks.register(slow.url_for(f"/slow{i}"))
         client.webhooks.register(healthy.url)
         client.create_container("a")  # one commit, nine deliveries
-        (delivery,) = healthy.wait_for(1, timeout=3)
+        (delivery,) = healthy.wait_for(1, timeout=30)
         assert delivery.key == "a"
+        slow.wait_arrived(2, timeout=30)  # the slow endpoint's two slots are taken
         client.create_container("b")
-        healthy.wait_for(2, timeout=3)
+        healthy.wait_for(2, timeout=30)
+        # Both arrived while the slow endpoint held its requests unanswered.
+        assert slow.arrived == 2
+        assert slow.deliveries == []
 
 
-def test_in_flight_per_endpoint_is_bounded(receiver):
+def test_in_flight_per_endpoint_is_bounded():
     settings = {"max_in_flight_per_host": 2, "retry_schedule": [0.01]}
-    with SimpleServer(webhooks=settings) as server, from_uri(server.uri) as client:
+    with (
+        HeldReceiver() as receiver,
+        SimpleServer(webhooks=settings) as server,
+        from_uri(server.uri) as client,
+    ):
         for i in range(6):
             client.webhooks.register(receiver.url_for(f"/h{i}"))
-        receiver.delay(0.3)
+        receiver.hold()
         client.create_container("a")  # one commit, six deliveries to one endpoint
+        # Let them through one by one: each answer frees a slot for the next one.
+        for answered in range(4):
+            receiver.wait_arrived(answered + 2, timeout=10)
+            receiver.allow(1)
+        receiver.release()
         deliveries = receiver.wait_for(6, timeout=10)
         server.drain()
-    # The receiver answers 0.3 s after a request arrives; the worker starts the
-    # next one only once an answer is in. So no three requests ever overlap.
-    starts = sorted(d.received_at for d in deliveries)
-    for first, third in zip(starts, starts[2:], strict=False):
-        assert (third - first).total_seconds() >= 0.25, starts
+    assert len({d.path for d in deliveries}) == 6
+    # The worker never had a third request open to the endpoint.
+    assert receiver.most_at_once == 2
 
 
-def test_a_dead_endpoint_does_not_hold_up_a_healthy_one(receiver):
-    dead = WebhookReceiver().start()
-    dead_url = dead.url
-    dead.stop()
+def test_a_dead_endpoint_does_not_hold_up_a_healthy_one(receiver, reserved_port):
     settings = {"max_in_flight": 4, "max_in_flight_per_host": 2, "retry_schedule": [0.01] * 3}
     with SimpleServer(webhooks=settings) as server, from_uri(server.uri) as client:
         for i in range(6):
-            client.webhooks.register(f"{dead_url}/{i}")
+            client.webhooks.register(f"http://127.0.0.1:{reserved_port}/{i}")
         healthy = client.webhooks.register(receiver.url)
         for key in ("a", "b"):
             client.create_container(key)
-        receiver.wait_for(2, timeout=5)
+        receiver.wait_for(2, timeout=30)
         # The dead endpoint's deliveries stay pending (its breaker holds them back);
         # the healthy one's settle.
         wait_until(
             lambda: [d.outcome for d in client.webhooks.history(healthy.id)] == ["success"] * 2,
-            timeout=10,
+            timeout=30,
             message="the healthy webhook's deliveries recorded",
         )
 
 
 class SlowResolver:
-    """Answers 127.0.0.1; one host name takes 30 s once ``slow`` is set."""
+    """Answers 127.0.0.1; one host name does not answer (until the test ends) once
+    ``slow`` is set."""
 
     def __init__(self, slow_host: str) -> None:
         self.slow_host = slow_host
         self.slow = False
         self.asked: list[str] = []
+        self.waiting = 0
 
     async def __call__(self, host: str, port: int) -> list[str]:
         self.asked.append(host)
         if self.slow and host == self.slow_host:
-            await asyncio.sleep(30)
+            self.waiting += 1
+            await asyncio.sleep(60)
         return ["127.0.0.1"]
 
 
@@ -365,11 +374,14 @@ def test_a_slow_dns_answer_does_not_hold_up_others():
         client.webhooks.register(f"http://fast-dns.test:{healthy.port}/webhook")
         resolver.slow = True
         client.create_container("a")
-        (delivery,) = healthy.wait_for(1, timeout=3)
+        (delivery,) = healthy.wait_for(1, timeout=30)
         assert delivery.key == "a"
         assert delivery.headers["Host"] == f"fast-dns.test:{healthy.port}"
+        wait_until(lambda: resolver.waiting, timeout=30, message="the slow lookup under way")
         client.create_container("b")
-        healthy.wait_for(2, timeout=3)
+        healthy.wait_for(2, timeout=30)
+        # Delivered while the slow name's lookup was still unanswered.
+        assert resolver.waiting >= 1
         assert slow.deliveries == []
         assert "slow-dns.test" in resolver.asked
 
@@ -379,10 +391,8 @@ def test_a_slow_dns_answer_does_not_hold_up_others():
 # --------------------------------------------------------------------------- #
 
 
-def test_retention_prunes_settled_history_only(tmp_path, receiver):
-    refused = WebhookReceiver().start()
-    dead_url = refused.url
-    refused.stop()
+def test_retention_prunes_settled_history_only(tmp_path, receiver, reserved_port):
+    dead_url = f"http://127.0.0.1:{reserved_port}/webhook"
     with (
         SimpleServer(tmp_path, webhooks={"retry_schedule": [0.01, 60]}) as server,
         from_uri(server.uri) as client,
@@ -402,7 +412,7 @@ def test_retention_prunes_settled_history_only(tmp_path, receiver):
     with SimpleServer(tmp_path, webhooks=short) as server, from_uri(server.uri) as client:
         wait_until(
             lambda: client.webhooks.history(settled.id) == [],
-            timeout=5,
+            timeout=30,
             message="settled history pruned",
         )
         (kept,) = client.webhooks.history(pending.id)

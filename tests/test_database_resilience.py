@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
+from conftest import wait_until
 from hookbook.client import from_uri
 from hookbook.db import Database, is_transient, metadata, nodes
 from hookbook.server import SimpleServer
 from hookbook.testing import WebhookReceiver
+from tcp_proxy import TcpProxy
 
 
 def dropped() -> sa.exc.DBAPIError:
@@ -132,3 +136,72 @@ def test_requests_after_the_server_dropped_every_connection_succeed(pg_url):
         assert sorted(client.keys()) == ["a", "b", "c", "d", "e", "f"]
         receiver.wait_for(6, timeout=10)
         server.drain()
+
+
+# --------------------------------------------------------------------------- #
+# A real outage: the server talks to PostgreSQL through a proxy the test cuts
+# --------------------------------------------------------------------------- #
+
+
+def _through(proxy: TcpProxy, pg_url: str) -> str:
+    return make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
+
+
+def _assert_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "1"
+    assert "database is unavailable" in response.json()["detail"]
+
+
+@pytest.mark.postgres
+def test_a_database_outage_is_503_writes_nothing_half_and_recovers(pg_url):
+    target = make_url(pg_url)
+    container = {"structure_family": "container", "metadata": {}, "specs": []}
+    with (
+        TcpProxy((target.host, target.port)) as proxy,
+        WebhookReceiver() as receiver,
+        SimpleServer(
+            database=_through(proxy, pg_url), webhooks={"retry_schedule": [0.01]}
+        ) as server,
+        httpx.Client(
+            base_url=f"{server.base_url}/api/v1",
+            headers={"Authorization": f"Apikey {server.api_key}"},
+            timeout=60,
+        ) as http,
+        from_uri(server.uri) as client,
+    ):
+        hook = client.webhooks.register(receiver.url)
+        assert http.post("metadata/", json={**container, "id": "before"}).status_code == 200
+        receiver.wait_for(1, timeout=10)
+        server.drain()
+
+        # Cut in the middle of a write: its statements reached PostgreSQL, its
+        # COMMIT never does, and every connection (and reconnection) is reset.
+        proxy.cut_before(b"COMMIT")
+        _assert_unavailable(http.post("metadata/", json={**container, "id": "during"}))
+        assert proxy.is_cut
+        _assert_unavailable(http.get("metadata/before"))  # a read
+        _assert_unavailable(http.post("metadata/", json={**container, "id": "during"}))
+
+        proxy.restore()
+        recovered = wait_until(
+            lambda: http.get("metadata/before").status_code == 200,
+            timeout=30,
+            message="reads answer again once the database is back",
+        )
+        assert recovered
+        # Nothing half-written: the cut write left no node, no event, no delivery.
+        assert sorted(client.keys()) == ["before"]
+        assert [d.payload["key"] for d in client.webhooks.history(hook.id)] == ["before"]
+        # Writes work again, and are delivered once each.
+        assert http.post("metadata/", json={**container, "id": "after"}).status_code == 200
+        assert sorted(client.keys()) == ["after", "before"]
+        receiver.wait_for(2, timeout=30)
+        server.drain(timeout=30)
+        assert [d.key for d in receiver.deliveries] == ["before", "after"]
+        history = client.webhooks.history(hook.id)
+        assert [(d.payload["key"], d.outcome) for d in history] == [
+            ("after", "success"),
+            ("before", "success"),
+        ]
+        assert proxy.cuts == 1

@@ -11,6 +11,7 @@ import threading
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy
 
 from hookbook.client import from_uri
 from hookbook.errors import ConfigurationError, DirectoryInUseError
@@ -168,8 +169,8 @@ def test_two_servers_in_one_process_with_different_settings():
         assert httpx.get(f"{api_b}/metadata/", params={"api_key": b.api_key}).status_code == 200
 
 
-def test_close_stops_the_server_and_removes_a_temporary_directory(tmp_path):
-    server = SimpleServer()
+def test_close_stops_the_server_and_removes_a_temporary_directory(tmp_path, reserved_port):
+    server = SimpleServer(port=reserved_port)  # reserved: nothing else listens there after
     with from_uri(server.uri) as client:
         client.write_array([1], key="a")  # an open keep-alive connection during close
         directory, port = server.directory, server.port
@@ -197,7 +198,8 @@ def test_a_start_up_failure_raises_the_servers_own_error_in_the_caller(tmp_path)
 
     with pytest.raises(ConfigurationError, match="retry_schedule"):
         SimpleServer(webhooks={"retry_schedule": [-1]})
-    with pytest.raises(OSError):
+    # An unreachable database fails like any other database error (the refusal chained).
+    with pytest.raises(sqlalchemy.exc.OperationalError, match="cannot reach the database"):
         SimpleServer(database="postgresql+asyncpg://postgres@127.0.0.1:1/none", startup_timeout=20)
     assert server_threads() == threads_before
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from conftest import require
 from hookbook import protocol as P
 from hookbook.errors import ConflictError
 from hookbook.patching import PatchBudget
@@ -79,7 +80,7 @@ def test_dtype_round_trip(spec):
 
 @pytest.mark.parametrize("spec", ROUND_TRIP_DTYPES, ids=str)
 def test_dtype_matches_tiled(spec):
-    array_module = pytest.importorskip("tiled.structures.array")
+    array_module = require("tiled.structures.array")
     dtype = np.dtype(spec)
     ours = P.DataType.from_numpy(dtype).model_dump(mode="json")
     theirs = dataclasses.asdict(array_module.BuiltinDtype.from_numpy_dtype(dtype))
@@ -181,7 +182,7 @@ def test_array_structure_with_shape():
 
 
 def test_array_structure_parsed_by_tiled():
-    array_module = pytest.importorskip("tiled.structures.array")
+    array_module = require("tiled.structures.array")
     structure = P.ArrayStructure.from_array((2, 3), ">f4")
     theirs = array_module.ArrayStructure.from_json(structure.model_dump(mode="json"))
     assert theirs.shape == (2, 3)
@@ -208,7 +209,7 @@ def test_array_structure_rejected(change):
 
 
 def test_table_structure_round_trip():
-    pa = pytest.importorskip("pyarrow")
+    pa = require("pyarrow")
     schema = pa.schema([("a", pa.int64()), ("b", pa.string())])
     structure = P.TableStructure.from_arrow_schema(schema)
     assert structure.arrow_schema.startswith(P.ARROW_SCHEMA_PREFIX)
@@ -222,8 +223,8 @@ def test_table_structure_round_trip():
 
 
 def test_table_structure_leaves_out_pandas_index():
-    pa = pytest.importorskip("pyarrow")
-    pd = pytest.importorskip("pandas")
+    pa = require("pyarrow")
+    pd = require("pandas")
     frame = pd.DataFrame({"q": [1.0, 2.0]}, index=[10, 20])
     schema = pa.Table.from_pandas(frame).schema
     assert "__index_level_0__" in schema.names
@@ -233,9 +234,9 @@ def test_table_structure_leaves_out_pandas_index():
 
 
 def test_table_structure_matches_tiled():
-    pa = pytest.importorskip("pyarrow")
-    pd = pytest.importorskip("pandas")
-    table_module = pytest.importorskip("tiled.structures.table")
+    pa = require("pyarrow")
+    pd = require("pandas")
+    table_module = require("tiled.structures.table")
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
     theirs = table_module.TableStructure.from_pandas(frame)
     ours = P.TableStructure.model_validate(dataclasses.asdict(theirs))
@@ -263,7 +264,7 @@ def test_table_structure_rejected(change, word):
 
 
 def test_table_structure_unreadable_schema():
-    pytest.importorskip("pyarrow")
+    require("pyarrow")
     structure = P.TableStructure(arrow_schema=P.ARROW_SCHEMA_PREFIX + "AAAA", columns=["a"])
     with pytest.raises(ValueError, match="Arrow schema"):
         structure.decoded_schema()
@@ -320,7 +321,7 @@ def test_about_document_shape():
 
 
 def test_about_document_accepted_by_tiled():
-    schemas = pytest.importorskip("tiled.schemas")
+    schemas = require("tiled.schemas")
     from packaging.version import Version
     from pydantic import TypeAdapter
 
@@ -421,8 +422,8 @@ def test_item_family_mismatch():
 
 
 def _tiled_client_for(document):
-    container = pytest.importorskip("tiled.client.container")
-    utils = pytest.importorskip("tiled.client.utils")
+    container = require("tiled.client.container")
+    utils = require("tiled.client.utils")
     dispatch = container.DEFAULT_STRUCTURE_CLIENT_DISPATCH["numpy"]
     # No HTTP happens while a client object is built from an item.
     return utils.client_for_item(None, dispatch, document)
@@ -454,7 +455,7 @@ def test_items_build_tiled_client_objects():
     assert root.item["attributes"]["structure"]["contents"] is None
     assert root.sorting == [("", 1)]  # the server's default order; no sort= is sent
 
-    pa = pytest.importorskip("pyarrow")
+    pa = require("pyarrow")
     table = _tiled_client_for(
         P.item(
             ["t"],
@@ -631,7 +632,7 @@ def test_parse_slice_rejects(text, shape, word):
     ids=repr,
 )
 def test_parse_slice_as_tiled_client_formats_it(index):
-    ndslice = pytest.importorskip("tiled.ndslice")
+    ndslice = require("tiled.ndslice")
     shape = (10, 4)
     value = ndslice.NDSlice(index)
     if value:
@@ -699,7 +700,7 @@ def test_normalise_specs(value, expected):
 
 
 def test_normalise_specs_accepts_tiled_spec():
-    core = pytest.importorskip("tiled.structures.core")
+    core = require("tiled.structures.core")
     assert P.normalise_specs([core.Spec("a", version="1")]) == [P.Spec(name="a", version="1")]
 
 
@@ -783,7 +784,7 @@ def test_create_container_request():
 
 
 def test_create_table_request():
-    pa = pytest.importorskip("pyarrow")
+    pa = require("pyarrow")
     structure = P.TableStructure.from_arrow_schema(pa.schema([("x", pa.int64())]))
     body = {
         "structure_family": "table",

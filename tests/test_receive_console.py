@@ -159,18 +159,21 @@ def test_show_json_prints_the_body(start: Any) -> None:
     assert "(no event type)" in text
 
 
-def test_keyboard_interrupt_returns_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyboard_interrupt_returns_cleanly(
+    monkeypatch: pytest.MonkeyPatch, reserved_port: int
+) -> None:
     def interrupted(self: WebhookReceiver, count: int, timeout: float) -> list[Any]:
         interrupted.port = self.port  # type: ignore[attr-defined]
         raise KeyboardInterrupt
 
     monkeypatch.setattr(WebhookReceiver, "_wait_new", interrupted)
     console = Console(file=io.StringIO(), record=True, width=400, color_system=None)
-    run_receiver(0, secret=None, console=console)  # returns instead of raising
+    run_receiver(reserved_port, secret=None, console=console)  # returns instead of raising
 
     assert "Stopped after 0 deliveries." in console.export_text()
     # The receiver was stopped: its port can be listened on again.
-    with WebhookReceiver(port=interrupted.port) as again:  # type: ignore[attr-defined]
+    assert interrupted.port == reserved_port  # type: ignore[attr-defined]
+    with WebhookReceiver(port=reserved_port) as again:
         assert again.running
 
 

@@ -549,14 +549,8 @@ def test_two_receivers_on_different_ports(http: httpx.Client) -> None:
     assert [d.key for d in two.deliveries] == ["for-two", "for-two-again"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_listens_on_the_given_port(http: httpx.Client) -> None:
-    port = _free_port()
+def test_listens_on_the_given_port(http: httpx.Client, reserved_port: int) -> None:
+    port = reserved_port
     with WebhookReceiver(port=port) as receiver:
         assert receiver.port == port
         assert receiver.url == f"http://127.0.0.1:{port}/webhook"
@@ -570,8 +564,9 @@ def test_a_busy_port_raises_oserror(receiver: WebhookReceiver) -> None:
     assert not other.running
 
 
-def test_restart_keeps_the_port_and_url(http: httpx.Client) -> None:
-    receiver = WebhookReceiver().start()
+def test_restart_keeps_the_port_and_url(http: httpx.Client, reserved_port: int) -> None:
+    # The port stays reserved while the receiver is stopped: nothing else takes it.
+    receiver = WebhookReceiver(port=reserved_port).start()
     url = receiver.url
     receiver.stop()
     assert not receiver.running

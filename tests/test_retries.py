@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from conftest import wait_until
+from held import HeldReceiver
 from hookbook.client import from_uri
 from hookbook.errors import ConflictError
 from hookbook.server import SimpleServer
@@ -55,11 +55,16 @@ def leased(server: SimpleServer) -> int:
         conn.close()
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound, then closed: connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def outbox_rows(server: SimpleServer) -> tuple[int, int]:
+    """How many delivery rows and attempt rows the outbox holds."""
+    conn = sqlite3.connect(server.directory / "hookbook.db", timeout=10)
+    try:
+        return (
+            conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0],
+            conn.execute("SELECT COUNT(*) FROM attempts").fetchone()[0],
+        )
+    finally:
+        conn.close()
 
 
 # --------------------------------------------------------------------------- #
@@ -124,31 +129,36 @@ def test_schedule_length_sets_the_number_of_attempts(receiver):
         assert len(receiver.deliveries) == 5
 
 
-def test_history_shows_pending_with_the_true_attempt_count(receiver):
-    with (
-        SimpleServer(webhooks={"retry_schedule": [0.5, 30]}) as server,
-        from_uri(server.uri) as client,
-    ):
+def test_history_shows_pending_with_the_true_attempt_count(server, client):
+    with HeldReceiver() as receiver:
         hook = client.webhooks.register(receiver.url)
+        receiver.hold()  # each attempt waits for the test's go-ahead
         receiver.fail_next(3)
         client.create_container("a")
-        receiver.wait_for(1, timeout=10)
 
         def pending_with(n):
             history = client.webhooks.history(hook.id)
             return history if history[0].attempts == n else None
 
-        (after_one,) = wait_until(lambda: pending_with(1), timeout=5, message="1 attempt")
+        receiver.wait_arrived(1, timeout=10)
+        receiver.allow(1)  # the first attempt fails; the second is then held
+        receiver.wait_arrived(2, timeout=10)
+        (after_one,) = wait_until(lambda: pending_with(1), timeout=10, message="1 attempt")
         assert after_one.outcome == "pending"
         assert after_one.status_code == 500
         assert after_one.error_detail == "HTTP 500"
-        receiver.wait_for(2, timeout=10)
-        (after_two,) = wait_until(lambda: pending_with(2), timeout=5, message="2 attempts")
+        receiver.allow(1)  # the second fails; the third is held
+        receiver.wait_arrived(3, timeout=10)
+        (after_two,) = wait_until(lambda: pending_with(2), timeout=10, message="2 attempts")
         assert after_two.outcome == "pending"
         assert after_two.delivered_at is None
         assert len(client.webhooks.delivery(after_two.id).attempt_log) == 2
         with pytest.raises(TimeoutError, match="1 deliveries still pending"):
             server.drain(timeout=0.2)
+        receiver.release()
+        server.drain()
+        (settled,) = client.webhooks.history(hook.id)
+        assert (settled.outcome, settled.attempts) == ("failed", 3)
 
 
 # --------------------------------------------------------------------------- #
@@ -171,8 +181,8 @@ def test_a_reset_connection_is_retried(server, client, receiver):
     assert second.status_code == 200
 
 
-def test_a_refused_connection_is_retried_then_fails(server, client):
-    url = f"http://127.0.0.1:{free_port()}/hook"
+def test_a_refused_connection_is_retried_then_fails(server, client, reserved_port):
+    url = f"http://127.0.0.1:{reserved_port}/hook"
     hook = client.webhooks.register(url)
     client.create_container("a")
     server.drain()
@@ -249,16 +259,19 @@ def test_retry_after_is_honoured_up_to_the_cap(receiver, status):
 # --------------------------------------------------------------------------- #
 
 
-def test_410_stops_disables_and_settles_queued_deliveries(receiver):
+def test_410_stops_disables_and_settles_queued_deliveries():
     with (
+        HeldReceiver() as receiver,
         SimpleServer(webhooks={**FAST, "max_in_flight_per_host": 1}) as server,
         from_uri(server.uri) as client,
     ):
         hook = client.webhooks.register(receiver.url)
         receiver.gone()
-        receiver.delay(0.3)  # the first attempt is in flight while the rest queue
+        receiver.hold()  # the first attempt is in flight while the rest queue
         for key in ("a", "b", "c"):
             client.create_container(key)
+        receiver.wait_arrived(1, timeout=10)
+        receiver.release()
         receiver.wait_for(1, timeout=10)
         server.drain()
         assert len(receiver.deliveries) == 1
@@ -390,27 +403,38 @@ def test_a_disabled_webhook_is_not_pinged(server, client, receiver):
     assert len(client.webhooks.history(hook.id)) == 1
 
 
-def test_deleting_a_webhook_while_its_delivery_is_in_flight(server, client, receiver, caplog):
-    hook = client.webhooks.register(receiver.url)
-    receiver.delay(0.5)
-    client.create_container("a")
-    wait_until(lambda: leased(server) == 1, timeout=5, message="the delivery in flight")
-    client.webhooks.delete(hook.id)
-    receiver.wait_for(1, timeout=10)  # the answer comes after the webhook is gone
-    server.drain()
-    worker = server.app.state.services.worker
-    wait_until(lambda: worker.status()["in_flight"] == 0, timeout=10, message="worker idle")
-    # Nothing to record it against, and nothing went wrong either.
+def test_deleting_a_webhook_while_its_delivery_is_in_flight(server, client, caplog):
+    with HeldReceiver() as receiver:
+        hook = client.webhooks.register(receiver.url)
+        receiver.hold()
+        client.create_container("a")
+        receiver.wait_arrived(1, timeout=10)
+        assert leased(server) == 1  # in flight
+        client.webhooks.delete(hook.id)
+        # The delete takes the delivery with it, in flight or not.
+        assert outbox_rows(server) == (0, 0)
+        receiver.release()  # the answer comes after the webhook is gone
+        (answered,) = receiver.wait_for(1, timeout=10)
+        assert answered.status_sent == 200
+        worker = server.app.state.services.worker
+        wait_until(lambda: worker.status()["in_flight"] == 0, timeout=10, message="worker idle")
+        server.drain()
+        # The outcome had nothing to be recorded against: nothing came back,
+        # nothing was sent again, and the worker is fine.
+        assert outbox_rows(server) == (0, 0)
+        assert len(receiver.deliveries) == 1
+        assert (worker.status()["state"], worker.status()["last_error"]) == ("running", None)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_a_read_timeout_is_retried_and_logged(receiver):
+def test_a_read_timeout_is_retried_and_logged():
     with (
+        HeldReceiver() as receiver,
         SimpleServer(webhooks={"retry_schedule": [0.01], "read_timeout": 0.2}) as server,
         from_uri(server.uri) as client,
     ):
         hook = client.webhooks.register(receiver.url)
-        receiver.delay(2)
+        receiver.hold()  # never answers in time
         client.create_container("a")
         server.drain()
         delivery = only_delivery(client, hook.id)

@@ -10,12 +10,14 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from conftest import wait_until
+from held import HeldReceiver
 from hookbook.testing import WebhookReceiver
 from processes import ServeProcess, write_config
 
@@ -130,42 +132,81 @@ def test_three_processes_deliver_every_event_once(config) -> None:
             s.stop()
 
 
-def test_kill_9_loses_nothing(config) -> None:
-    cfg = config(webhooks={"lease_seconds": 1.5, "max_in_flight_per_host": 16})
-    n_events = 120
+async def _fetch(pg_url: str, sql: str, *args: object) -> list[tuple]:
+    import asyncpg
+
+    from hookbook.webhooks.listener import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(pg_url))
+    try:
+        return [tuple(row) for row in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+
+
+def _outbox(pg_url: str, webhook_id: int) -> dict[int, tuple]:
+    """The webhook's outbox rows: id -> (event id, outcome, attempts, lease token, due at)."""
+    rows = asyncio.run(
+        _fetch(
+            pg_url,
+            "SELECT id, event_id, outcome, attempts, lease_token, next_attempt_at "
+            "FROM deliveries WHERE webhook_id = $1",
+            webhook_id,
+        )
+    )
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_kill_9_loses_nothing(config, pg_url: str) -> None:
+    n_events = 12  # within the victim's room: every row is handed to it at insert
+    # The lease outlasts the set-up (it must still run when the victim dies).
+    cfg = config(webhooks={"lease_seconds": 10, "max_in_flight_per_host": n_events})
     servers = [ServeProcess(cfg) for _ in range(3)]
+    victim, survivors = servers[0], servers[1:]
     try:
         for s in servers:
             s.wait_ready()
-        with WebhookReceiver() as receiver:
-            _register(servers[0], receiver.url)
-            receiver.delay(0.3)  # keeps deliveries in flight
-            _create_containers(servers[1:], [f"k{i:04d}" for i in range(n_events)], threads=4)
-            wait_until(lambda: len(receiver.deliveries) >= 10, timeout=30, message="deliveries")
-            victim = servers[0]
+        with HeldReceiver() as receiver:
+            hook_id = _register(victim, receiver.url)
+            receiver.hold()  # every attempt stays in flight until released
+            _create_containers([victim], [f"k{i:04d}" for i in range(n_events)], threads=4)
+            receiver.wait_arrived(n_events, timeout=30)
+
+            # The victim holds every lease when it dies: each row is pending,
+            # unattempted, leased until a time still to come, and the other
+            # processes have sent nothing.
+            leased = _outbox(pg_url, hook_id)
+            assert len(leased) == n_events
+            assert all(
+                outcome == "pending" and attempts == 0 and token is not None
+                for _, outcome, attempts, token, _ in leased.values()
+            ), leased
+            assert [_attempts_sent(s) for s in survivors] == [0, 0]
             victim.kill9()
-            receiver.delay(0)
-            wait_until(
-                lambda: len({d.event_id for d in receiver.deliveries}) == n_events,
-                timeout=60,
-                message="every event delivered after the kill",
-            )
-            by_event = collections.defaultdict(list)
-            for d in receiver.deliveries:
-                by_event[d.event_id].append(d.json["path"][0])
-            # A duplicate is the same delivery sent again (same event id, same event).
-            for event_id, paths in by_event.items():
-                assert len(set(paths)) == 1, (event_id, paths)
-            duplicated = sum(1 for paths in by_event.values() if len(paths) > 1)
-            assert duplicated <= 16 * 2  # at most what the killed process had in flight
-            survivors = servers[1:]
-            hook_history = _history(survivors[0], 1)
-            wait_until(
-                lambda: {h["outcome"] for h in _history(survivors[0], 1)} == {"success"},
-                timeout=30,
-                message="history settles as success",
-            )
-            assert len(hook_history) == n_events
+            dead_at = time.time()
+            assert all(due > dead_at for *_, due in leased.values()), (dead_at, leased)
+            receiver.release()  # the dead process's requests get their answers, unheard
+
+            # The leases run out and the survivors take the rows over.
+            def settled() -> dict[int, tuple] | None:
+                rows = _outbox(pg_url, hook_id)
+                done = all(outcome == "success" for _, outcome, *_ in rows.values())
+                return rows if done else None
+
+            recovered = wait_until(settled, timeout=60, message="every leased row delivered")
+            assert recovered.keys() == leased.keys()
+            for row_id, (event_id, _, attempts, token, due) in recovered.items():
+                assert event_id == leased[row_id][0]
+                # One recorded attempt (a survivor's: the victim's was never recorded).
+                assert (attempts, token, due) == (1, None, None)
+            assert sum(_attempts_sent(s) for s in survivors) == n_events
+            # Each event reached the receiver twice: the victim's unanswered
+            # attempt and the survivor's, with the same event id.
+            sent = collections.Counter(d.event_id for d in receiver.deliveries)
+            assert sent == {event_id: 2 for event_id, *_ in leased.values()}
+            history = _history(survivors[0], hook_id)
+            assert sorted(h["id"] for h in history) == sorted(leased)
+            assert {(h["outcome"], h["attempts"]) for h in history} == {("success", 1)}
     finally:
         for s in servers:
             s.stop()

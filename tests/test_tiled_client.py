@@ -15,15 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("tiled.client")
-
-from tiled.client import from_uri as tiled_from_uri
-from tiled.utils import Conflicts
-
+from conftest import require
 from hookbook.client import from_uri as hookbook_from_uri
 from hookbook.server import SimpleServer
 from hookbook.testing import WebhookReceiver
 from processes import ServeProcess, write_config
+
+# A test dependency: without it the module skips, and fails under CI=true.
+tiled_from_uri = require("tiled.client", install="pip install 'tiled[client]'").from_uri
+Conflicts = require("tiled.utils").Conflicts
 
 
 @pytest.fixture

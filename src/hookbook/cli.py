@@ -56,16 +56,16 @@ def _serve(args: argparse.Namespace) -> int:
         )
 
     if args.processes > 1:
-        print(banner(args.port), flush=True)
-        # uvicorn's supervisor binds once and starts N processes on the socket;
-        # each builds its own app (and delivery worker) from the config file.
+        # uvicorn's supervisor starts N processes on one socket; each builds its
+        # own app (and delivery worker) from the config file.
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
-        uvicorn.run(
+        config = uvicorn.Config(
             "hookbook.server.app:app_from_environment",
             factory=True,
             workers=args.processes,
             **common,
         )
+        _run_processes(config, banner)
     else:
         app = create_app(settings)
         server = _single_server(uvicorn.Config(app, **common), banner)
@@ -78,6 +78,28 @@ def _serve(args: argparse.Namespace) -> int:
             raise app.state.startup_error
     print("hookbook stopped", flush=True)
     return 0
+
+
+def _run_processes(config: Any, banner: Any) -> None:
+    """Run uvicorn's multi-process supervisor on a socket bound here first, so
+    the banner shows the port it listens on (the real one with ``--port 0``)."""
+    import inspect
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    sock = config.bind_socket()
+    print(banner(sock.getsockname()[1]), flush=True)
+    if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn
+        supervisor = Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock])
+    else:
+        supervisor = Multiprocess(config, sockets=[sock])
+    try:
+        supervisor.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
 
 
 def _single_server(config: Any, banner: Any) -> Any:

@@ -279,6 +279,7 @@ class Database:
                 url, pool_size=5, max_overflow=10, pool_timeout=30, pool_recycle=3600
             )
             event.listen(self.writer.sync_engine.pool, "checkout", _refuse_closed_connection)
+            event.listen(self.writer.sync_engine, "do_connect", _connect_or_fail_as_dbapi)
             self._write_lock = None
 
     def on_new_deliveries(self, callback: Callable[[], None]) -> None:
@@ -356,6 +357,19 @@ class WriteTransaction:
 
     async def execute(self, statement: Any, params: Any = None) -> Any:
         return await self.conn.execute(statement, params)
+
+
+def _connect_or_fail_as_dbapi(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Connect; a database that cannot be reached (asyncpg raises a plain
+    ``OSError`` when the socket is refused, reset or times out) fails as the
+    driver's ``OperationalError``, which SQLAlchemy wraps like any other database
+    error: the server answers 503, the worker and the listener retry."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as error:
+        raise dialect.loaded_dbapi.OperationalError(
+            f"cannot reach the database: {error}"
+        ) from error
 
 
 def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -9,12 +9,13 @@ would open one) or raises a JavaScript error. Screenshots go to
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+
+from conftest import unavailable as _unavailable
 
 from .chromium import INSTALL_HINT, find_chromium, launch
 
@@ -22,10 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 
 
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"the browser tests are required under CI=true: {reason}")
-    pytest.skip(reason)
+def unavailable(reason: str) -> NoReturn:
+    _unavailable(reason, needed_by="the browser tests")
 
 
 @pytest.fixture(scope="module")
