@@ -91,7 +91,9 @@ def _run_processes(config: Any, banner: Any) -> None:
     sock = config.bind_socket()
     print(banner(sock.getsockname()[1]), flush=True)
     if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn
-        supervisor = Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock])
+        supervisor = Multiprocess(  # type: ignore[call-arg]  # older uvicorn's signature
+            config, target=uvicorn.Server(config).run, sockets=[sock]
+        )
     else:
         supervisor = Multiprocess(config, sockets=[sock])
     try:
