@@ -130,6 +130,7 @@ def test_two_host_names_on_one_address_are_each_verified_against_their_own(
         client.create_container("first")
         client.create_container("second")
         wait_until(lambda: len(tls_receiver.seen) == 4, timeout=10, message="4 deliveries")
+        server.drain()  # every response read: the connections are back in their pools
         # A third name on the same address, while the other two names' connections
         # are pooled: the server has no certificate for it, so it must fail to verify.
         stranger = client.webhooks.register(f"https://c.test:{port}/hook")
