@@ -20,7 +20,6 @@ from ..errors import ClientInputError, ConflictError
 from ..patching import PatchBudget, apply_json_patch
 from .constants import JSON_PATCH_MIME_TYPE
 from .envelope import NodeLinks
-from .paths import validate_key
 from .specs import Spec, normalise_specs
 from .structures import (
     SUPPORTED_FAMILIES,
@@ -37,8 +36,9 @@ from .structures import (
 class CreateNodeRequest(BaseModel):
     """Body of ``POST /api/v1/metadata/{parent path}``: create a child.
 
-    ``id``: the new key (the tiled client always sends one, a ``uuid4``
-    when the user gave none); ``None`` lets the server choose.
+    ``id``: the new key, required (the tiled client always sends one, a
+    ``uuid4`` when the user gave none). The store checks it, once, against
+    its own limits.
     ``ancestors``: the client's idea of the parent's path; unreliable (it
     is ``[""]`` under the root) and ignored: the URL is authoritative.
     ``metadata``: a JSON object. ``structure_family``: ``container``,
@@ -52,7 +52,7 @@ class CreateNodeRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str | None = None
+    id: str
     ancestors: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     structure_family: StructureFamily
@@ -63,11 +63,6 @@ class CreateNodeRequest(BaseModel):
     _structure: ArrayStructure | TableStructure | ContainerStructure | None = PrivateAttr(
         default=None
     )
-
-    @field_validator("id")
-    @classmethod
-    def _key(cls, value: str | None) -> str | None:
-        return None if value is None else validate_key(value)
 
     @field_validator("structure_family", mode="before")
     @classmethod

@@ -20,9 +20,15 @@ from pydantic import ValidationError
 from ... import protocol
 from ..._version import __version__
 from ...catalog.decoding import table_from_ipc
-from ...catalog.paths import check_key, join_path, parse_path
+from ...catalog.paths import join_path, parse_path
 from ...catalog.store import CatalogStore, Node
-from ...errors import ClientInputError, ConflictError, validation_message
+from ...errors import (
+    ClientInputError,
+    ConflictError,
+    InvalidRequestError,
+    UnsupportedError,
+    validation_message,
+)
 from ...patching import PatchBudget
 from ..bodies import decode_json, read_body
 from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
@@ -72,7 +78,7 @@ def _parse(model: type[Any], data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ClientInputError(validation_message(exc, root="body")) from None
+        raise InvalidRequestError(validation_message(exc, root="body")) from None
 
 
 async def node_item(store: CatalogStore, node: Node, base: str) -> dict[str, Any]:
@@ -155,12 +161,7 @@ async def search(
 @router.post("/metadata/{path:path}", summary="Create a child node")
 async def create(path: str, request: Request, store: StoreDep, _: WriteMetadata) -> dict[str, Any]:
     data = await _json(request, store)
-    if isinstance(data, dict) and isinstance(data.get("id"), str):
-        # A bad key is an InvalidKeyError (422), with the store's own limit.
-        check_key(data["id"], max_length=store.limits.max_key_length)
     body = _parse(protocol.CreateNodeRequest, data)
-    if body.id is None:
-        raise ClientInputError("id (the new node's key) is required")
     structure = body.structure()
     node = await store.create(
         path,
@@ -304,7 +305,7 @@ def _parse_key(
     if expected_shape is not None:
         actual = protocol.sliced_shape(key, shape)
         if tuple(actual) != tuple(expected_shape):
-            raise ClientInputError(
+            raise InvalidRequestError(
                 f"the slice has shape {list(actual)}; the client expected {list(expected_shape)}"
             )
     return key
@@ -360,7 +361,7 @@ async def put_array_block(
     """Until the array's data is complete, blocks are on the chunk grid declared
     at creation (as the tiled client uploads them); see ``docs/tiled-protocol.md``."""
     if not persist:
-        raise ClientInputError("persist=false is not supported by hookbook")
+        raise UnsupportedError("persist=false is not supported by hookbook")
     if "slice" in request.query_params:
         raise ClientInputError("hookbook writes whole blocks only: slice is not supported")
     node = await store.get(path)
