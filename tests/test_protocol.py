@@ -551,13 +551,6 @@ def test_parse_fields_and_sort():
         P.parse_sort(["-", "a"])
 
 
-def test_path_segments():
-    assert P.path_segments("") == []
-    assert P.path_segments(None) == []
-    assert P.path_segments("a//b/") == ["a", "b"]
-    assert P.path_segments("/run1") == ["run1"]
-
-
 # ---------------------------------------------------------------------------
 # Slicing
 # ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigurationError, validation_message
+from .paths import MAX_KEY_LENGTH
 
 __all__ = [
     "SCOPES",
@@ -173,7 +174,7 @@ class Limits(_Strict):
     its body is read.
     """
 
-    max_key_length: int = Field(255, ge=1, description="Longest node key.")
+    max_key_length: int = Field(MAX_KEY_LENGTH, ge=1, description="Longest node key.")
     max_path_depth: int = Field(
         64, ge=1, le=1000, description="Deepest node: segments from the root to it (422 below)."
     )

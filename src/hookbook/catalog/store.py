@@ -58,6 +58,7 @@ from ..errors import (
     StreamClosedError,
     validation_message,
 )
+from ..paths import check_key, join_path, parse_path
 from ..protocol import (
     ArrayPatchParams,
     ArrayStructure,
@@ -70,7 +71,6 @@ from ..storage.arrays import chunk_lengths
 from . import validation
 from .decoding import array_from_bytes
 from .locking import KeyedLocks
-from .paths import check_key, join_path, parse_path
 
 __all__ = ["FAMILIES", "CatalogStore", "EventHook", "Node"]
 

@@ -12,33 +12,25 @@ import html
 import io
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 
 from .. import protocol
 from ..errors import HookbookError
+from ..paths import quote_path, split_path
 from .transport import Transport
-
-
-def _quote(segment: str) -> str:
-    # Dots are percent-encoded in "." and ".." segments: httpx would resolve them
-    # away (``a/../b`` -> ``b``); encoded, they reach the server, which refuses them.
-    if segment in {".", ".."}:
-        return segment.replace(".", "%2E")
-    return quote(segment, safe="")
-
 
 SHAPE_HEADER = protocol.SHAPE_HEADER
 
 
 def _route(prefix: str, path: Sequence[str]) -> str:
-    return f"{prefix}/" + "/".join(_quote(segment) for segment in path)
+    return f"{prefix}/{quote_path(path)}"
 
 
 def _segments(key: str | Sequence[str]) -> list[str]:
     if isinstance(key, str):
-        return [k for k in key.split("/") if k] or [key]
+        # A key with no segment at all ("", "/") is sent as it is, for the server to refuse.
+        return list(split_path(key)) or [key]
     return list(key)
 
 

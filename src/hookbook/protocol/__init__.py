@@ -7,7 +7,6 @@ holds every document that crosses the wire for the supported operations,
 one module per job:
 
 * :mod:`~hookbook.protocol.constants`: versions, media types, page limits;
-* :mod:`~hookbook.protocol.paths`: keys and URL paths;
 * :mod:`~hookbook.protocol.specs`: :class:`Spec` and :func:`normalise_specs`;
 * :mod:`~hookbook.protocol.structures`: the structures (:class:`DataType`,
   :class:`ArrayStructure`, :class:`TableStructure`,
@@ -86,7 +85,6 @@ from .envelope import (
     pagination_links,
     search_response,
 )
-from .paths import path_segments, validate_key
 from .queries import (
     ENTRY_FIELDS,
     ArrayPatchParams,
@@ -169,8 +167,6 @@ __all__ = [
     "parse_slice",
     "parse_sort",
     "parse_structure",
-    "path_segments",
     "search_response",
     "sliced_shape",
-    "validate_key",
 ]

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from ... import protocol
 from ..._version import __version__
 from ...catalog.decoding import table_from_ipc
-from ...catalog.paths import join_path, parse_path
 from ...catalog.store import CatalogStore, Node
 from ...errors import (
     ClientInputError,
@@ -30,6 +29,7 @@ from ...errors import (
     validation_message,
 )
 from ...patching import PatchBudget
+from ...paths import join_path, parse_path
 from ..bodies import decode_json, read_body
 from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
 
