@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigurationError, validation_message
 from .paths import MAX_KEY_LENGTH
+from .webhooks.policy import DEFAULT_RETRY_AFTER_CAP, DEFAULT_RETRY_SCHEDULE
 
 __all__ = [
     "SCOPES",
@@ -86,9 +87,11 @@ class WebhookSettings(_Strict):
         (), description="Host names let through the address checks."
     )
     retry_schedule: tuple[float, ...] = Field(
-        (1.0, 5.0), description="Seconds between attempts; attempts = len + 1."
+        DEFAULT_RETRY_SCHEDULE, description="Seconds between attempts; attempts = len + 1."
     )
-    retry_after_cap: float = Field(60.0, ge=0, description="Longest Retry-After honoured (s).")
+    retry_after_cap: float = Field(
+        DEFAULT_RETRY_AFTER_CAP, ge=0, description="Longest Retry-After honoured (s)."
+    )
     connect_timeout: float = Field(5.0, gt=0, description="Connect timeout of an attempt (s).")
     read_timeout: float = Field(10.0, gt=0, description="Read timeout of an attempt (s).")
     resolve_timeout: float = Field(5.0, gt=0, description="DNS timeout of an attempt (s).")
