@@ -27,6 +27,7 @@ from hookbook.errors import (
     PayloadTooLargeError,
     StreamClosedError,
 )
+from hookbook.protocol import UNSUPPORTED_ROUTES
 from hookbook.server import SimpleServer
 
 BIG = "x" * (256 * 1024)  # over the 256 KiB metadata cap once encoded
@@ -513,21 +514,13 @@ def test_unknown_structure_family(api, unchanged, family):
     assert_error(api.post("/metadata/ok", json=body), 422, "structure")
 
 
-@pytest.mark.parametrize(
-    "method,route,words",
-    [
-        ("POST", "/register/x", ["registering external files"]),
-        ("GET", "/revisions/x", ["metadata revisions"]),
-        ("GET", "/node/full/ok", ["exporting a node"]),
-        ("GET", "/container/full/ok", ["exporting a container"]),
-        ("GET", "/awkward/full/ok", ["awkward arrays"]),
-        ("GET", "/stream/single/ok", ["websocket"]),
-        ("GET", "/auth/providers", ["authentication"]),
-    ],
-)
-def test_unsupported_tiled_routes_say_so(api, unchanged, method, route, words):
-    body = assert_error(api.request(method, route), 400, "does not support", *words)
-    assert body["error"] == "UnsupportedError"
+@pytest.mark.parametrize("route", UNSUPPORTED_ROUTES, ids=lambda route: route.prefix)
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
+def test_unsupported_tiled_routes_say_so(api, unchanged, method, route):
+    for path in (f"/{route.prefix}", f"/{route.prefix}/ok/x"):
+        body = assert_error(api.request(method, path), 400, route.detail(method))
+        assert body["error"] == "UnsupportedError"
+        assert body["context"] == {"route": f"/api/v1/{route.prefix}"}
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,8 @@ one module per job:
   :func:`parse_fields`, :class:`ArrayPatchParams`, :class:`DeleteParams`);
 * :mod:`~hookbook.protocol.slicing`: :func:`parse_slice`,
   :func:`parse_expected_shape`, :func:`format_slice`;
-* :mod:`~hookbook.protocol.unsupported`: the Tiled routes hookbook does not serve.
+* :mod:`~hookbook.protocol.unsupported`: the Tiled routes hookbook does not
+  serve (:data:`UNSUPPORTED_ROUTES`, answered with 400).
 
 This package re-exports all of them. ``docs/tiled-protocol.md`` describes,
 request by request, what the client sends and reads. Everything here is
@@ -111,7 +112,7 @@ from .structures import (
     TableStructure,
     parse_structure,
 )
-from .unsupported import UNSUPPORTED_ROUTES, UnsupportedRoute
+from .unsupported import UNSUPPORTED_ROUTES, UnsupportedRoute, find_unsupported
 
 __all__ = [
     "APACHE_ARROW_FILE_MIME_TYPE",
@@ -155,6 +156,7 @@ __all__ = [
     "TableStructure",
     "UnsupportedRoute",
     "about_document",
+    "find_unsupported",
     "format_slice",
     "item",
     "links_for",
