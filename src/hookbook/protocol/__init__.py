@@ -54,6 +54,7 @@ from .bodies import (
     MetadataPatchRequest,
     MetadataReplaceRequest,
     MetadataUpdateResponse,
+    parse_body,
 )
 from .constants import (
     APACHE_ARROW_FILE_MIME_TYPE,
@@ -163,6 +164,7 @@ __all__ = [
     "metadata_response",
     "normalise_specs",
     "pagination_links",
+    "parse_body",
     "parse_expected_shape",
     "parse_fields",
     "parse_int_tuple",

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
 
-from ..errors import ClientInputError, ConflictError
+from ..errors import ClientInputError, ConflictError, InvalidRequestError, validation_message
 from ..patching import PatchBudget, apply_json_patch
 from .constants import JSON_PATCH_MIME_TYPE
 from .envelope import NodeLinks
@@ -31,6 +32,21 @@ from .structures import (
     parse_structure,
     unsupported_family_message,
 )
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def parse_body(model: type[Body], data: Any) -> Body:
+    """Validate a request body as ``model``: the server parses what it receives
+    with it, the client what it sends.
+
+    Raises :class:`~hookbook.errors.InvalidRequestError` (422, as Tiled) with
+    one line naming each problem.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequestError(validation_message(exc, root="body")) from None
 
 
 class CreateNodeRequest(BaseModel):

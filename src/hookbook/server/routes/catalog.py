@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import ValidationError
 
 from ... import protocol
 from ..._version import __version__
@@ -26,7 +25,6 @@ from ...errors import (
     ConflictError,
     InvalidRequestError,
     UnsupportedError,
-    validation_message,
 )
 from ...patching import PatchBudget
 from ...paths import join_path, parse_path
@@ -72,13 +70,6 @@ async def _json(request: Request, store: CatalogStore) -> Any:
     limits = store.limits
     raw = await read_body(request, limits.max_json_body_bytes)
     return decode_json(raw, max_depth=2 * limits.max_metadata_depth + 8)
-
-
-def _parse(model: type[Any], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidRequestError(validation_message(exc, root="body")) from None
 
 
 async def node_item(store: CatalogStore, node: Node, base: str) -> dict[str, Any]:
@@ -161,7 +152,7 @@ async def search(
 @router.post("/metadata/{path:path}", summary="Create a child node")
 async def create(path: str, request: Request, store: StoreDep, _: WriteMetadata) -> dict[str, Any]:
     data = await _json(request, store)
-    body = _parse(protocol.CreateNodeRequest, data)
+    body = protocol.parse_body(protocol.CreateNodeRequest, data)
     structure = body.structure()
     node = await store.create(
         path,
@@ -200,7 +191,7 @@ async def _update(
 async def patch_metadata(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
-    body = _parse(protocol.MetadataPatchRequest, await _json(request, store))
+    body = protocol.parse_body(protocol.MetadataPatchRequest, await _json(request, store))
     limits = store.limits
     budget = PatchBudget(limits.max_metadata_bytes, limits.max_patch_operations)
     return await _update(store, path, functools.partial(body.apply, budget=budget))
@@ -210,7 +201,7 @@ async def patch_metadata(
 async def replace_metadata(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
-    body = _parse(protocol.MetadataReplaceRequest, await _json(request, store))
+    body = protocol.parse_body(protocol.MetadataReplaceRequest, await _json(request, store))
     return await _update(store, path, body.apply)
 
 
