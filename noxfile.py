@@ -28,11 +28,16 @@ if shutil.which("uv") is None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Check style and common bugs with ruff (no changes made)."""
-    session.install("ruff>=0.6")
+    """Check style and common bugs with ruff, and types with mypy (no changes made).
+
+    mypy (strict, configured in pyproject.toml) needs the project and its optional
+    dependencies installed to see their real types.
+    """
+    session.install("-e", ".[tables,postgres,lint]")
     paths = ["src", "tests", "bench", "noxfile.py", "docs/conf.py", "docs/_ext", "docs/examples"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
+    session.run("mypy")
 
 
 @nox.session(python=PYTHON)

@@ -50,7 +50,7 @@ sys.path.insert(0, str(HERE))
 from _common import p50, p95, quiet_logs  # noqa: E402
 
 from hookbook.client import from_uri  # noqa: E402
-from hookbook.db import events  # noqa: E402
+from hookbook.db import event_log  # noqa: E402
 from hookbook.server import SimpleServer  # noqa: E402
 from hookbook.signing import sign_headers  # noqa: E402
 
@@ -157,7 +157,7 @@ def bench_drain(args: argparse.Namespace, receiver: FastReceiver) -> dict[str, f
         async def bodies() -> list[str]:
             async with services.db.read() as conn:
                 return list(
-                    (await conn.execute(sa.select(events.c.body).where(events.c.type != "x")))
+                    (await conn.execute(sa.select(event_log.c.body).where(event_log.c.type != "x")))
                     .scalars()
                     .all()
                 )

@@ -117,7 +117,7 @@ async def insert_backlog(server: SimpleServer, webhook_ids: list[int], total: in
     delivery per webhook each), 5,000 rows per transaction, as a fan-out would."""
     import sqlalchemy as sa
 
-    from hookbook.db import deliveries, events
+    from hookbook.db import deliveries, event_log
 
     db = services(server).db
     per_tx = max(1, 5000 // len(webhook_ids))
@@ -145,7 +145,7 @@ async def insert_backlog(server: SimpleServer, webhook_ids: list[int], total: in
                 }
                 for i in batch
             ]
-            ids = (await tx.execute(events.insert().returning(events.c.id), event_rows)).all()
+            ids = (await tx.execute(event_log.insert().returning(event_log.c.id), event_rows)).all()
             due = time.time()
             rows = [
                 {

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from hookbook.db import deliveries, events, nodes, webhooks
+from hookbook.db import deliveries, event_log, nodes, webhooks
 from hookbook.server import SimpleServer
 from hookbook.testing import WebhookReceiver
 
@@ -28,7 +28,7 @@ def snapshot(server: SimpleServer) -> dict[str, Any]:
         async with server.app.state.services.db.read() as conn:
             return {
                 table.name: [tuple(r) for r in (await conn.execute(sa.select(table))).all()]
-                for table in (nodes, events, webhooks, deliveries)
+                for table in (nodes, event_log, webhooks, deliveries)
             }
 
     rows = server.run(fetch())

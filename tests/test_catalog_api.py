@@ -454,10 +454,10 @@ def test_a_block_upload_on_the_declared_grid(http, server):
     async def events_for(key):
         import sqlalchemy as sa
 
-        from hookbook.db import events
+        from hookbook.db import event_log
 
         async with server.app.state.services.db.read() as conn:
-            query = sa.select(events.c.type).where(events.c.path == key)
+            query = sa.select(event_log.c.type).where(event_log.c.path == key)
             return list((await conn.execute(query)).scalars())
 
     assert server.run(events_for(path)) == ["container-child-created"]

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from hookbook.client import from_uri
-from hookbook.db import events, nodes
+from hookbook.db import event_log, nodes
 from hookbook.errors import (
     AlreadyExistsError,
     ClientInputError,
@@ -62,7 +62,7 @@ def snapshot(server: SimpleServer) -> tuple:
     async def fetch():
         async with server.app.state.services.db.read() as conn:
             node_rows = (await conn.execute(sa.select(nodes).order_by(nodes.c.id))).all()
-            event_rows = (await conn.execute(sa.select(events).order_by(events.c.id))).all()
+            event_rows = (await conn.execute(sa.select(event_log).order_by(event_log.c.id))).all()
             return [tuple(r) for r in node_rows], [tuple(r) for r in event_rows]
 
     folder = server.directory / "data"

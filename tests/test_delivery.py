@@ -14,6 +14,7 @@ import pytest
 import standardwebhooks
 
 import hookbook
+from conftest import wait_until
 from hookbook.client import from_uri
 from hookbook.server import SimpleServer
 from hookbook.signing import standard_webhooks_secret
@@ -271,6 +272,58 @@ def test_deleted_subtree_removes_its_webhooks_and_tells_the_ancestors(server, cl
         server.drain()
         assert inside.deliveries == []
         assert [d.path for d in outside.deliveries] == ["/webhook", "/webhook"]
+
+
+def test_a_node_deleted_before_it_was_announced_takes_its_webhooks_along(server, client):
+    store = server.app.state.services.store
+    structure = client.write_array(np.zeros(2), key="model").structure
+    # Declared, its data not written yet: not announced.
+    server.run(store.create("", "declared", "array", structure=structure))
+    with WebhookReceiver() as outside, WebhookReceiver() as on_it:
+        watcher = client.webhooks.register(outside.url)
+        doomed = client.webhooks.register(on_it.url, path="declared")
+        assert server.run(store.delete("declared")) == 1
+        client.create_container("after")  # an event that does go out, to wait on
+        outside.wait_for(1, timeout=10)
+        server.drain()
+        assert [d.json["type"] for d in outside.deliveries] == ["container-child-created"]
+        assert on_it.deliveries == []
+        assert [w.id for w in client.webhooks.list_all()] == [watcher.id]
+        with pytest.raises(hookbook.errors.NotFoundError):
+            client.webhooks.get(doomed.id)
+
+
+def test_the_worker_drops_rows_it_holds_for_webhooks_deleted_with_their_node():
+    # The first attempt stays in flight until the server closes (the wait below
+    # is far shorter); the next row waits behind it, in the worker's memory.
+    settings = {
+        "max_in_flight_per_host": 1,
+        "read_timeout": 300,
+        "shutdown_grace": 0.5,
+        "retry_schedule": [0.01],
+    }
+    with (
+        WebhookReceiver() as slow,
+        SimpleServer(webhooks=settings) as server,
+        from_uri(server.uri) as client,
+    ):
+        slow.delay(300)
+        worker = server.app.state.services.worker
+        run = client.create_container("run")
+        client.webhooks.register(slow.url, path="run")
+        run.create_container("first")
+        run.create_container("second")
+        wait_until(
+            lambda: worker.status()["queued"] == 1,
+            timeout=10,
+            message=f"one row queued behind the attempt in flight: {worker.status()}",
+        )
+        run.delete()
+        wait_until(
+            lambda: worker.status()["queued"] == 0,
+            timeout=10,
+            message=f"the worker forgets the deleted webhook's row: {worker.status()}",
+        )
 
 
 def test_a_write_that_fails_sends_nothing(server, client, receiver):

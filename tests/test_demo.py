@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import shutil
@@ -205,3 +206,20 @@ def test_hookbook_demo_ui_command_stops_on_ctrl_c() -> None:
     assert proc.returncode == 0, text + out + err
     assert "Stopped:" in out
     assert "relaxed" not in err and "Traceback" not in err
+
+
+def test_the_demo_quiets_the_relaxed_rules_notice_by_its_logger_only(caplog) -> None:
+    from hookbook.demo import _quiet_relaxed_rules_warning
+    from hookbook.webhooks.service import RELAXED_RULES_LOGGER
+
+    caplog.set_level(logging.WARNING, logger="hookbook")
+    notice = logging.getLogger(RELAXED_RULES_LOGGER)
+    service = logging.getLogger("hookbook.webhooks.service")
+    with _quiet_relaxed_rules_warning():
+        notice.warning("webhook target rules relaxed (quiet)")
+        service.warning("another warning of the service")
+    notice.warning("webhook target rules relaxed (after the demo)")
+    assert [r.getMessage() for r in caplog.records] == [
+        "another warning of the service",
+        "webhook target rules relaxed (after the demo)",
+    ]

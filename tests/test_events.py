@@ -20,7 +20,7 @@ from werkzeug import Response
 
 from conftest import wait_until
 from hookbook.client import from_uri
-from hookbook.db import events, nodes
+from hookbook.db import event_log, nodes
 from hookbook.errors import HookbookError, StreamClosedError
 from hookbook.server import SimpleServer
 from test_store import empty_database, pg_module_url  # noqa: F401 - a shared PG database
@@ -55,7 +55,7 @@ def event_rows(server: SimpleServer) -> list[dict]:
 
     async def fetch():
         async with server.app.state.services.db.read() as conn:
-            return (await conn.execute(sa.select(events).order_by(events.c.id))).all()
+            return (await conn.execute(sa.select(event_log).order_by(event_log.c.id))).all()
 
     return [
         {"type": r.type, "path": r.path, "body": json.loads(r.body), "time": r.time_created}
@@ -223,14 +223,14 @@ def test_event_and_change_commit_together(server):
         path = "/".join(segments)
         own = (await tx.conn.execute(sa.select(nodes.c.id).where(nodes.c.path == path))).first()
         own_event = (
-            await tx.conn.execute(sa.select(events.c.type).where(events.c.id == row_id))
+            await tx.conn.execute(sa.select(event_log.c.type).where(event_log.c.id == row_id))
         ).scalar_one()
         async with db.read() as other:
             outside = (
                 await other.execute(sa.select(nodes.c.id).where(nodes.c.path == path))
             ).first()
             outside_event = (
-                await other.execute(sa.select(events.c.id).where(events.c.id == row_id))
+                await other.execute(sa.select(event_log.c.id).where(event_log.c.id == row_id))
             ).first()
         seen.append((event_type, own is not None, own_event, outside, outside_event))
 
@@ -278,7 +278,7 @@ def test_failed_writes_record_nothing_and_leave_no_file(server, monkeypatch, how
         "first array write": lambda: store.write_array(["run", "fresh"], np.zeros(2).tobytes()),
         "update metadata": lambda: store.update_metadata("run/arr", metadata={"changed": True}),
         "close stream": lambda: store.close_stream("run/arr"),
-        "delete": lambda: store.delete("run"),
+        "delete": lambda: store.delete("run", recursive=True),
     }
     for name, make in attempts.items():
         with pytest.raises(RuntimeError, match="injected"):

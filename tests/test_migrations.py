@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hookbook.client import from_uri
-from hookbook.db import Database, UTCDateTime, events, metadata, nodes
+from hookbook.db import Database, UTCDateTime, event_log, metadata, nodes
 from hookbook.errors import ConfigurationError
 from hookbook.migrations import HEAD_REVISION, alembic_config, prepare_database
 from hookbook.server import SimpleServer
@@ -90,7 +90,7 @@ async def _make_old_database(conn) -> None:
         )
     )
     await conn.execute(
-        events.insert().values(
+        event_log.insert().values(
             type="container-child-created",
             path="legacy",
             body='{"type": "container-child-created"}',
@@ -111,7 +111,7 @@ async def _state(conn) -> dict:
         "nodes": [
             tuple(r) for r in (await conn.execute(sa.select(nodes.c.path, nodes.c.metadata)))
         ],
-        "events": (await conn.execute(sa.select(sa.func.count()).select_from(events))).scalar(),
+        "events": (await conn.execute(sa.select(sa.func.count()).select_from(event_log))).scalar(),
     }
 
 

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from hookbook.client import from_uri
-from hookbook.db import events
-from hookbook.errors import AlreadyExistsError, StreamClosedError
+from hookbook.db import event_log
+from hookbook.errors import AlreadyExistsError, ConflictError, NotFoundError, StreamClosedError
 from hookbook.server import SimpleServer
 from test_store import empty_database, pg_module_url  # noqa: F401 - a shared PG database
 
@@ -34,7 +34,9 @@ def server(request: pytest.FixtureRequest):
 def event_types(server: SimpleServer, path: str) -> list[str]:
     async def fetch():
         async with server.app.state.services.db.read() as conn:
-            query = sa.select(events.c.type).where(events.c.path == path).order_by(events.c.id)
+            query = (
+                sa.select(event_log.c.type).where(event_log.c.path == path).order_by(event_log.c.id)
+            )
             return list((await conn.execute(query)).scalars())
 
     return server.run(fetch())
@@ -156,6 +158,85 @@ def test_a_restart_on_postgres_keeps_the_catalog(pg_url, tmp_path):
         assert client["run"].metadata == {"n": 1}
         assert client["run/a"].read().tolist() == [1, 2]
         assert second.app.state.services.db.sqlite is False
+
+
+@pytest.fixture
+def pg_server(pg_module_url):  # noqa: F811 - the shared database fixture
+    asyncio.run(empty_database(pg_module_url))
+    with SimpleServer(database=pg_module_url) as srv:
+        yield srv
+
+
+async def _until_a_query_waits_on_a_lock(db, timeout: float = 10.0) -> None:
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        async with db.read() as conn:
+            if (await conn.execute(query)).scalar_one():
+                return
+        assert time.monotonic() < deadline, "no query waited on a lock"
+        await asyncio.sleep(0.01)
+
+
+def _held_inside(store, segments: tuple[str, ...]):
+    """An ``on_event`` hook that holds the transaction of the change at ``segments``
+    open (its rows written, not committed) until ``release`` is set."""
+    inside, release = asyncio.Event(), asyncio.Event()
+
+    async def hook(tx, row_id, event_type, at):
+        if at == segments:
+            inside.set()
+            await release.wait()
+
+    return hook, inside, release
+
+
+@pytest.mark.postgres
+def test_a_child_created_while_its_container_is_deleted_without_recursive_refuses_it(
+    pg_server, monkeypatch
+):
+    store = pg_server.app.state.services.store
+    pg_server.run(store.create("", "run", "container"))
+
+    async def race():
+        hook, inside, release = _held_inside(store, ("run", "late"))
+        monkeypatch.setattr(store, "on_event", hook)
+        creating = asyncio.create_task(store.create("run", "late", "container"))
+        await inside.wait()
+        deleting = asyncio.create_task(store.delete("run"))
+        await _until_a_query_waits_on_a_lock(store.db)  # the delete waits for the child
+        release.set()
+        await creating
+        return await asyncio.gather(deleting, return_exceptions=True)
+
+    (outcome,) = pg_server.run(race())
+    assert isinstance(outcome, ConflictError), outcome
+    assert pg_server.run(store.get("run/late")).path == ("run", "late")
+
+
+@pytest.mark.postgres
+def test_a_child_created_while_its_container_is_being_deleted_finds_no_container(
+    pg_server, monkeypatch
+):
+    store = pg_server.app.state.services.store
+    pg_server.run(store.create("", "run", "container"))
+
+    async def race():
+        hook, inside, release = _held_inside(store, ("run",))
+        monkeypatch.setattr(store, "on_event", hook)
+        deleting = asyncio.create_task(store.delete("run"))
+        await inside.wait()
+        creating = asyncio.create_task(store.create("run", "late", "container"))
+        await _until_a_query_waits_on_a_lock(store.db)  # the create waits for the delete
+        release.set()
+        await deleting
+        return await asyncio.gather(creating, return_exceptions=True)
+
+    (outcome,) = pg_server.run(race())
+    assert isinstance(outcome, NotFoundError), outcome  # not a foreign-key violation (500)
 
 
 def test_an_append_does_not_wait_for_another_nodes_write(server, monkeypatch):

@@ -115,8 +115,16 @@ def test_corrupt_tokens_are_secret_unavailable(token):
         box.rotate(token)
 
 
-def test_secret_unavailable_is_a_plain_exception():
-    assert issubclass(SecretUnavailable, Exception)
+def test_secret_unavailable_is_in_the_error_tree():
+    import hookbook.errors
+
+    assert SecretUnavailable is hookbook.errors.SecretUnavailable
+    assert issubclass(SecretUnavailable, hookbook.errors.HookbookError)
+    assert SecretUnavailable.status_code == 500  # the server's problem, not the caller's
+    rebuilt = hookbook.errors.error_from_response(
+        500, {"detail": "no key decrypts it", "error": "SecretUnavailable"}
+    )
+    assert type(rebuilt) is SecretUnavailable
 
 
 @pytest.mark.parametrize(

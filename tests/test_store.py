@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from conftest import _admin, _pg_base, _unavailable
 from hookbook.client import ArrayNode, Container, TableNode, from_uri
 from hookbook.db import fragments, nodes
+from hookbook.errors import ConflictError
 from hookbook.server import SimpleServer
 
 
@@ -385,6 +386,19 @@ def test_delete_removes_rows_and_data_files(server, client):
     assert server.run(store.reap(now=time.time() + store.settings.retire_after)) == 2
     assert len(list(data_dir.iterdir())) == 1
     assert client["keep"].read().tolist() == [1]
+
+
+def test_a_container_with_children_is_deleted_only_when_asked(server, client):
+    """The rule lives in the store, checked in the deletion's own transaction."""
+    store = server.app.state.services.store
+    client.create_container("run").write_array([1], key="a")
+    client.create_container("empty")
+    with pytest.raises(ConflictError, match="recursive=true"):
+        server.run(store.delete("run"))
+    assert set(node_rows(server)) == {"", "run", "run/a", "empty"}
+    assert server.run(store.delete("empty")) == 1  # an empty container needs no flag
+    assert server.run(store.delete("run", recursive=True)) == 2
+    assert set(node_rows(server)) == {""}
 
 
 def test_data_files_are_standard_formats(server, client):

@@ -411,6 +411,8 @@ def test_mapped_address_from_dns_is_judged_by_its_ipv4():
         (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "not known"),
         (TimeoutError(), "timed out"),
         (OSError("network unreachable"), "network unreachable"),
+        # a label IDNA cannot encode: a UnicodeError has no strerror
+        (UnicodeError("label too long"), "label too long"),
     ],
 )
 def test_unresolvable_host(error, why):

@@ -139,6 +139,7 @@ def test_the_harness_relaxation_is_logged(caplog):
     relaxed = [r for r in caplog.records if "relaxed" in r.getMessage()]
     assert len(relaxed) == 1
     assert relaxed[0].levelno == logging.WARNING
+    assert relaxed[0].name == "hookbook.webhooks.service.relaxed_rules"  # quieted by name
     assert "allow_http=True" in relaxed[0].getMessage()
     assert "allow_private_addresses=True" in relaxed[0].getMessage()
 

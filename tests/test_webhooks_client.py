@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from hookbook.client import Attempt, Delivery, Webhook, from_uri
+from hookbook.client import Attempt, DeliveryRecord, Webhook, from_uri
 from hookbook.client.webhooks import DeliveryList, WebhookList
 from hookbook.errors import DuplicateWebhookError, NotFoundError, PermissionDeniedError
 from hookbook.server import SimpleServer
@@ -117,7 +117,7 @@ def test_history_delivery_redeliver_ping(server, client, receiver):
     history = client.webhooks.history(hook.id)
     assert isinstance(history, DeliveryList)
     (record,) = history
-    assert isinstance(record, Delivery)
+    assert isinstance(record, DeliveryRecord)
     assert record.webhook_id == hook.id
     assert record.event_type == "container-child-created"
     assert record.outcome == "success"
@@ -136,7 +136,7 @@ def test_history_delivery_redeliver_ping(server, client, receiver):
     assert isinstance(first.started_at, datetime)
 
     again = client.webhooks.redeliver(record.id)
-    assert isinstance(again, Delivery)
+    assert isinstance(again, DeliveryRecord)
     assert again.redelivery_of == record.id
     assert again.event_id == record.event_id
     ping = client.webhooks.ping(hook.id)
@@ -173,7 +173,7 @@ def test_repr_is_readable(server, client, receiver):
     server.drain()
     delivery = client.webhooks.delivery(ping.id)
     text = repr(delivery)
-    assert text.startswith("<Delivery ")
+    assert text.startswith("<DeliveryRecord ")
     assert str(delivery.id) in text
     assert "ping" in text
     assert "success" in text
@@ -202,3 +202,19 @@ def test_repr_html_tables(server, client, receiver):
     detail = client.webhooks.delivery(history[0].id)._repr_html_()
     assert detail.count("<table>") == 2  # the delivery and its attempts
     assert "Attempts" in detail
+
+
+def test_the_old_name_of_the_history_record_warns_only_when_used():
+    import warnings
+
+    import hookbook.client
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exec("from hookbook.client import *", {})  # listing the module stays quiet
+        assert "Delivery" not in hookbook.client.__all__
+    with pytest.warns(DeprecationWarning, match="DeliveryRecord"):
+        from hookbook.client import Delivery
+    assert Delivery is DeliveryRecord
+    with pytest.raises(AttributeError):
+        hookbook.client.NoSuchName  # noqa: B018

@@ -10,10 +10,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._version import __version__
 from .errors import ConfigurationError, HookbookError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -106,7 +109,7 @@ def _single_server(config: Any, banner: Any) -> Any:
     return Server(config)
 
 
-def _run_worker_only(settings) -> int:  # type: ignore[no-untyped-def]
+def _run_worker_only(settings: Settings) -> int:
     """Run the delivery worker with no HTTP server, until SIGINT or SIGTERM."""
     from .server.services import Services
 
@@ -220,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return args.func(args)
+        return cast(int, args.func(args))
     except HookbookError as exc:
         print(f"hookbook: error: {exc.detail or exc}", file=sys.stderr)
         return 2

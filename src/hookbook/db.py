@@ -125,7 +125,9 @@ retired_data = sa.Table(
     sa.Index("ix_retired_data_time", "retired_at"),
 )
 
-events = sa.Table(
+#: The ``events`` table (not named ``events`` here: that is the public module of
+#: event models, :mod:`hookbook.events`).
+event_log = sa.Table(
     "events",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),

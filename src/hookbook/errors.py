@@ -30,6 +30,7 @@ The tree::
     +-- ConfigurationError             (---)  a bad setting, raised at start-up; names the setting
     +-- DirectoryInUseError            (---)  a second server on a directory already in use
     +-- ServerStartupError             (---)  SimpleServer could not start (the cause attached)
+    +-- SecretUnavailable              (500)  a stored webhook secret no configured key decrypts
     +-- SignatureError                 (401)  a delivery that does not verify
         +-- MissingSignatureError      (401)  no signature header (or timestamp, or id)
         +-- BadSignatureError          (401)  a signature that does not match the body
@@ -71,6 +72,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "SecretUnavailable",
     "SecretsNotConfiguredError",
     "ServerStartupError",
     "SignatureError",
@@ -197,6 +199,12 @@ class DirectoryInUseError(HookbookError):
 
 class ServerStartupError(HookbookError):
     """The in-process server failed to start; ``__cause__`` is its own error."""
+
+
+class SecretUnavailable(HookbookError):
+    """A stored webhook secret that none of ``webhooks.secret_keys`` decrypts (a key
+    dropped before rotation re-encrypted what it protects): the server's problem,
+    never the caller's. Its deliveries fail closed, never sent unsigned."""
 
 
 class SignatureError(HookbookError):

@@ -115,7 +115,7 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 
-_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
+_EVENT_ADAPTER: TypeAdapter[BaseModel] = TypeAdapter(Event)
 
 
 def serialize(event: BaseModel) -> str:

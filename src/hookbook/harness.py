@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 
@@ -54,7 +54,7 @@ HARNESS_WEBHOOK_DEFAULTS: dict[str, Any] = {
 def _load_state(directory: Path) -> dict[str, str]:
     path = directory / STATE_FILE
     if path.exists():
-        return json.loads(path.read_text())
+        return cast(dict[str, str], json.loads(path.read_text()))
     return {}
 
 
@@ -294,12 +294,11 @@ class SimpleServer:
         worker = self.app.state.services.worker
         if worker is None:
             raise RuntimeError("webhooks are not enabled on this server: nothing to drain")
-        future = asyncio.run_coroutine_threadsafe(worker.drain(timeout), self._loop)  # type: ignore[arg-type]
-        future.result(timeout + 5)
+        self.run(worker.drain(timeout), timeout + 5)
 
     def run(self, coroutine: Any, timeout: float = 30.0) -> Any:
         """Run a coroutine on the server's event loop (for tests and tools)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)  # type: ignore[arg-type]  # set once started
 
     def close(self) -> None:
         """Stop the server (pending deliveries stay in the outbox)."""

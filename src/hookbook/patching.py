@@ -105,6 +105,7 @@ def _growth(doc: Any, op: Any) -> tuple[int, int]:
     kind, path = op.get("op"), op.get("path")
     if kind == "test" or not isinstance(path, str):
         return 0, 0
+    parent: Any
     try:
         pointer = jsonpointer.JsonPointer(path)
         parent, key = pointer.to_last(doc) if pointer.parts else (None, None)

@@ -2,19 +2,21 @@
 
 Two stages, both pure apart from the injected resolver:
 
-1. :func:`check_url_syntax` (registration -> HTTP 422):
-   scheme http/https (https only unless ``allow_http``), a host, no
+1. :func:`check_url_syntax` (at registration and on a URL change, HTTP 422;
+   again in :func:`check_target`): scheme
+   http/https (https only unless ``allow_http``), a host, no
    ``user:password@``, at most ``max_length`` characters. The URL is
    normalised as WHATWG URL parsers do (pydantic's ``AnyHttpUrl``, which
    Tiled uses too): lower-case scheme and host, IDNA host, numeric IPv4
    spellings as dotted quads (``http://2130706433/`` -> ``http://127.0.0.1/``),
    default port dropped, empty path ``/``.
-2. :func:`check_target` (registration -> HTTP 400, and again before every
-   delivery attempt): resolves the host with the injected :class:`Resolver`
-   and checks *every* address. The returned :class:`CheckedTarget` carries
-   those addresses; the sender connects to one of them (sending the original
-   host name as ``Host`` and TLS SNI), so DNS rebinding between the check and
-   the connection has no window.
+2. :func:`check_target` (registration -> HTTP 400, and again for every
+   connection the sender opens, see :mod:`hookbook.webhooks.sender`):
+   resolves the host with the injected :class:`Resolver` and checks *every*
+   address. The returned :class:`CheckedTarget` carries those addresses; the
+   sender connects to one of them (sending the original host name as ``Host``
+   and TLS SNI), so DNS rebinding between the check and the connection has no
+   window.
 
 Address rules, in :func:`classify_address` (``None`` = public): loopback,
 private (RFC 1918, fc00::/7), link-local (169.254/16, fe80::/10), shared
@@ -521,7 +523,10 @@ async def _resolve(resolver: Resolver, host: str, port: int) -> list[IPAddress]:
     try:
         found = await resolver(host, port)
     except (OSError, TimeoutError, UnicodeError) as exc:
-        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        if isinstance(exc, TimeoutError):
+            why = "timed out"
+        else:  # a UnicodeError (a host IDNA cannot encode) has no strerror
+            why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
         raise UnsafeURLError(
             f"URL host {host} does not resolve ({why})", host=host, reason="unresolvable"
         ) from exc

@@ -1,8 +1,10 @@
 """The catalog store: the node tree, the events it records, and the rules.
 
-Every change runs in one write transaction together with its event row and,
-through the ``on_event`` hook the webhook engine installs, the outbox rows of
-every matching webhook.
+Every change runs in one write transaction together with its rules (a
+container with children is deleted only when asked to be, ``recursive``), its
+event row and, through the ``on_event`` hook the webhook engine installs, the
+outbox rows of every matching webhook (and, for a deletion, the removal of the
+webhooks registered in the deleted subtree).
 
 The database is the truth. A node's row holds what readers see, an array's
 shape included; the data storage (:mod:`hookbook.storage`) holds bytes at the
@@ -44,8 +46,15 @@ from pydantic import ValidationError
 
 from .. import events as ev
 from ..config import Limits, StorageSettings
-from ..db import Database, WriteTransaction, fragments, nodes, retired_data, upload_blocks
-from ..db import events as events_table
+from ..db import (
+    Database,
+    WriteTransaction,
+    event_log,
+    fragments,
+    nodes,
+    retired_data,
+    upload_blocks,
+)
 from ..errors import (
     AlreadyExistsError,
     ClientInputError,
@@ -79,9 +88,12 @@ __all__ = ["CatalogStore", "EventHook", "Node"]
 logger = logging.getLogger(__name__)
 
 
-#: Called inside the write transaction after an event row is inserted:
-#: ``(tx, event_row_id, event_type, path_segments)``.
-EventHook = Callable[[WriteTransaction, int, str, tuple[str, ...]], Awaitable[None]]
+#: Called inside the write transaction of every change that makes an event:
+#: ``(tx, event_row_id, event_type, path_segments)``, after the event row is
+#: inserted. ``event_row_id`` is ``None`` for a change that is not announced (a
+#: node deleted before it was announced): no event goes out, but what hangs on
+#: the node (its webhooks) goes with it.
+EventHook = Callable[[WriteTransaction, int | None, str, tuple[str, ...]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -137,7 +149,8 @@ class _Locked:
     async def commit(self, write: Commit) -> Node:
         if self._tx is not None:  # PostgreSQL: the transaction that holds the row lock
             return await write(self._tx, self.node)
-        async with self.store.db.write() as tx:  # SQLite: only the commit is a transaction
+
+        async def body(tx: WriteTransaction) -> Node:  # SQLite: only the commit is a transaction
             current = await self.store._get(tx.conn, self.node.path)
             if current.id != self.node.id:
                 raise NotFoundError(
@@ -145,6 +158,8 @@ class _Locked:
                 )
             _check_open(current)
             return await write(tx, current)
+
+        return await self.store.db.transaction(body)
 
 
 class CatalogStore:
@@ -174,7 +189,7 @@ class CatalogStore:
             pass
 
     async def _ensure_root(self) -> None:
-        async with self.db.write() as tx:
+        async def body(tx: WriteTransaction) -> None:
             found = await tx.execute(sa.select(nodes.c.id).where(nodes.c.path == ""))
             if found.first() is None:
                 stamp = ev.now()
@@ -195,6 +210,8 @@ class CatalogStore:
                     )
                 )
 
+        await self.db.transaction(body)
+
     # ---- reads --------------------------------------------------------------
 
     async def get(self, path: str | Sequence[str]) -> Node:
@@ -202,12 +219,18 @@ class CatalogStore:
         async with self.db.read() as conn:
             return await self._get(conn, segments)
 
-    async def _get(self, conn: Any, segments: tuple[str, ...], *, lock: bool = False) -> Node:
-        """The node at ``segments``; ``lock``: lock its row until the transaction
-        ends (``FOR UPDATE`` on PostgreSQL; SQLite writers are serialised anyway)."""
+    async def _get(
+        self, conn: Any, segments: tuple[str, ...], *, lock: bool = False, keep: bool = False
+    ) -> Node:
+        """The node at ``segments``. Until the transaction ends (PostgreSQL; SQLite
+        writers are serialised anyway), ``lock``: lock its row (``FOR UPDATE``);
+        ``keep``: keep it from being deleted meanwhile (``FOR KEY SHARE``, as a
+        child's foreign key does; many may keep one row at once)."""
         query = sa.select(nodes).where(nodes.c.path == join_path(segments))
         if lock:
             query = query.with_for_update()
+        elif keep:
+            query = query.with_for_update(read=True, key_share=True)
         row = (await conn.execute(query)).first()
         if row is None:
             raise NotFoundError(f"no node at path {join_path(segments)!r}", path=list(segments))
@@ -252,9 +275,7 @@ class CatalogStore:
 
     async def count_children(self, node: Node) -> int:
         async with self.db.read() as conn:
-            return (
-                await conn.execute(sa.select(sa.func.count()).where(nodes.c.parent_id == node.id))
-            ).scalar_one()
+            return await _count_children(conn, node.id)
 
     @staticmethod
     def array_structure(node: Node, *, require_data: bool = True) -> ArrayStructure:
@@ -334,7 +355,7 @@ class CatalogStore:
     async def _record(self, tx: WriteTransaction, event: Any) -> None:
         segments = tuple(event.path)
         result = await tx.execute(
-            events_table.insert().values(
+            event_log.insert().values(
                 type=event.type,
                 path=join_path(segments),
                 body=ev.serialize(event),
@@ -350,7 +371,7 @@ class CatalogStore:
             timestamp=stamp,
             key=node.key,
             path=list(node.path),
-            structure_family=node.structure_family,  # type: ignore[arg-type]
+            structure_family=node.structure_family,  # type: ignore[arg-type]  # pydantic checks the str
             specs=node.specs,
             metadata=node.metadata,
         )
@@ -389,8 +410,10 @@ class CatalogStore:
             structure = None
         segments = (*parent_segments, key)
         stamp = ev.now()
-        async with self.db.write() as tx:
-            parent = await self._get(tx.conn, parent_segments)
+
+        async def body(tx: WriteTransaction) -> Node:
+            # Kept until the commit: a deletion of the parent waits for this child.
+            parent = await self._get(tx.conn, parent_segments, keep=True)
             if parent.structure_family != "container":
                 raise ConflictError(
                     f"cannot create {key!r} inside {join_path(parent_segments)!r}: "
@@ -444,7 +467,9 @@ class CatalogStore:
             node = replace(node, id=result.inserted_primary_key[0])
             if node.announced:
                 await self._record(tx, self._created_event(node, stamp))
-        return node
+            return node
+
+        return await self.db.transaction(body)
 
     def _check_structure(self, family: str, structure: dict[str, Any]) -> dict[str, Any]:
         checked = parse_structure(family, structure).model_dump(mode="json")
@@ -459,7 +484,8 @@ class CatalogStore:
         new_metadata = None if metadata is None else self._check_metadata(metadata)
         new_specs = None if specs is None else self._check_specs(specs)
         stamp = ev.now()
-        async with self.db.write() as tx:
+
+        async def body(tx: WriteTransaction) -> Node:
             node = await self._get(tx.conn, segments, lock=True)
             values: dict[str, Any] = {"time_updated": stamp}
             if new_metadata is not None:
@@ -479,14 +505,17 @@ class CatalogStore:
                         metadata=updated.metadata,
                     ),
                 )
-        return updated
+            return updated
+
+        return await self.db.transaction(body)
 
     async def close_stream(self, path: str | Sequence[str]) -> Node:
         """Close an array's or a table's stream (no more data), then compact a
         table's fragments (``storage.compact_on_close``)."""
         segments = parse_path(path)
         stamp = ev.now()
-        async with self.db.write() as tx:
+
+        async def body(tx: WriteTransaction) -> Node:
             node = await self._get(tx.conn, segments, lock=True)
             if node.structure_family == "container":
                 raise NotAStreamError(
@@ -504,7 +533,9 @@ class CatalogStore:
                 await self._record(
                     tx, ev.StreamClosed(timestamp=stamp, key=node.key, path=list(segments))
                 )
-        closed = replace(node, stream_closed=True, time_updated=stamp)
+            return replace(node, stream_closed=True, time_updated=stamp)
+
+        closed = await self.db.transaction(body)
         if closed.structure_family == "table" and self.settings.compact_on_close:
             try:
                 await self.compact(closed)
@@ -512,25 +543,27 @@ class CatalogStore:
                 logger.warning("compacting %s failed", join_path(segments), exc_info=True)
         return closed
 
-    async def delete(
-        self,
-        path: str | Sequence[str],
-        *,
-        before_event: Callable[[WriteTransaction, tuple[str, ...]], Awaitable[None]] | None = None,
-    ) -> int:
-        """Delete a node and everything below it; returns how many nodes went.
-        Their data is retired (removed after the grace period).
-
-        ``before_event`` runs in the same transaction before the event is recorded
-        (the webhook engine removes the subtree's webhooks there).
-        """
+    async def delete(self, path: str | Sequence[str], *, recursive: bool = False) -> int:
+        """Delete a node and, with ``recursive``, everything below it (a container
+        with children is refused without it); returns how many nodes went. Their
+        data is retired (removed after the grace period); the ``on_event`` hook
+        removes the webhooks registered in the subtree in the same transaction."""
         segments = parse_path(path)
         if not segments:
             raise ClientInputError("the root cannot be deleted")
         joined = join_path(segments)
         stamp = ev.now()
-        async with self.db.write() as tx:
-            node = await self._get(tx.conn, segments)
+
+        async def body(tx: WriteTransaction) -> int:
+            # The row lock makes the emptiness check hold until the commit (PostgreSQL).
+            node = await self._get(tx.conn, segments, lock=True)
+            if node.structure_family == "container" and not recursive:
+                count = await _count_children(tx.conn, node.id)
+                if count:
+                    raise ConflictError(
+                        f"{joined!r} has {count} children; pass recursive=true to "
+                        "delete it with everything below it"
+                    )
             subtree = (nodes.c.path == joined) | (
                 sa.func.substr(nodes.c.path, 1, len(joined) + 1) == joined + "/"
             )
@@ -545,14 +578,14 @@ class CatalogStore:
             await tx.execute(fragments.delete().where(fragments.c.node_id.in_(ids)))
             await tx.execute(upload_blocks.delete().where(upload_blocks.c.node_id.in_(ids)))
             await tx.execute(nodes.delete().where(subtree))
-            if before_event is not None:
-                await before_event(tx, segments)
+            deleted = ev.ContainerChildDeleted(timestamp=stamp, key=node.key, path=list(segments))
             if node.announced:  # a node never announced is not announced gone either
-                await self._record(
-                    tx,
-                    ev.ContainerChildDeleted(timestamp=stamp, key=node.key, path=list(segments)),
-                )
-        return len(doomed)
+                await self._record(tx, deleted)
+            elif self.on_event is not None:
+                await self.on_event(tx, None, deleted.type, segments)
+            return len(doomed)
+
+        return await self.db.transaction(body)
 
     # ---- holding a node ----------------------------------------------------
 
@@ -570,6 +603,8 @@ class CatalogStore:
                 _check_writable(node, family)
                 yield _Locked(self, node, None)
         else:
+            # By hand, not Database.transaction(): the block writes data before the
+            # commit, so it cannot simply be run again.
             async with self.db.write() as tx:
                 node = await self._get(tx.conn, segments, lock=True)
                 _check_writable(node, family)
@@ -859,38 +894,49 @@ class CatalogStore:
                 self.storage.tables.merge, [f.location for f in old], schema
             )
             try:
-                async with self.db.write() as tx:
-                    current = await self._get(tx.conn, node.path, lock=True)
-                    still = await _fragments(tx.conn, current.id, partition)
-                    if [f.id for f in still] != [f.id for f in old]:
-                        raise ConflictError("the partition changed while it was compacted")
-                    await _retire(tx, [f.location for f in old])
-                    await tx.execute(
-                        fragments.delete().where(fragments.c.id.in_([f.id for f in old]))
-                    )
-                    await tx.execute(
-                        fragments.insert().values(
-                            node_id=current.id, partition=partition, location=location
-                        )
-                    )
+                await self._swap_fragments(node, partition, old, location)
             except (ConflictError, NotFoundError):
                 await asyncio.to_thread(self.storage.remove, [location])
                 continue
             merged_away += len(old) - 1
         return merged_away
 
+    async def _swap_fragments(
+        self, node: Node, partition: int, old: Sequence[Any], location: str
+    ) -> None:
+        """Replace a partition's fragments ``old`` by the one at ``location``
+        (``ConflictError`` if they changed meanwhile); ``old`` is retired."""
+
+        async def body(tx: WriteTransaction) -> None:
+            current = await self._get(tx.conn, node.path, lock=True)
+            still = await _fragments(tx.conn, current.id, partition)
+            if [f.id for f in still] != [f.id for f in old]:
+                raise ConflictError("the partition changed while it was compacted")
+            await _retire(tx, [f.location for f in old])
+            await tx.execute(fragments.delete().where(fragments.c.id.in_([f.id for f in old])))
+            await tx.execute(
+                fragments.insert().values(
+                    node_id=current.id, partition=partition, location=location
+                )
+            )
+
+        await self.db.transaction(body)
+
     # ---- retired data -------------------------------------------------------
 
     async def reap(self, now: float | None = None) -> int:
         """Remove retired data whose grace period is over; returns how many."""
         cutoff = (time.time() if now is None else now) - self.settings.retire_after
-        async with self.db.write() as tx:
+
+        async def body(tx: WriteTransaction) -> list[str]:
             gone = await tx.execute(
                 retired_data.delete()
                 .where(retired_data.c.retired_at <= cutoff)
                 .returning(retired_data.c.location)
             )
-            locations = list(gone.scalars())
+            return list(gone.scalars())
+
+        locations = await self.db.transaction(body)
         await asyncio.to_thread(self.storage.remove, locations)
         return len(locations)
 
@@ -914,6 +960,11 @@ async def _retire(tx: WriteTransaction, locations: Sequence[str | None]) -> None
     rows = [{"location": loc, "retired_at": stamp} for loc in locations if loc]
     if rows:
         await tx.execute(retired_data.insert(), rows)
+
+
+async def _count_children(conn: Any, node_id: int) -> int:
+    query = sa.select(sa.func.count()).where(nodes.c.parent_id == node_id)
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def _fragments(conn: Any, node_id: int, partition: int | None) -> list[Any]:

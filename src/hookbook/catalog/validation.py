@@ -236,7 +236,8 @@ def _batch_size(batch: _Table, body: Any) -> int:
 
 
 def _u32(data: bytes, at: int) -> int:
-    return struct.unpack_from("<I", data, at)[0]
+    value: int = struct.unpack_from("<I", data, at)[0]
+    return value
 
 
 class _Table:

@@ -7,15 +7,18 @@ the server's message.
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 from .nodes import ArrayNode, Container, Node, TableNode
 from .transport import Transport, split_uri
-from .webhooks import Attempt, Delivery, Webhook, Webhooks
+from .webhooks import Attempt, DeliveryRecord, Webhook, Webhooks
 
 __all__ = [
     "ArrayNode",
     "Attempt",
     "Container",
-    "Delivery",
+    "DeliveryRecord",
     "Node",
     "TableNode",
     "Webhook",
@@ -39,3 +42,17 @@ def from_uri(uri: str, *, api_key: str | None = None, timeout: float = 30.0) -> 
         transport.close()
         raise
     return Container(transport, [], item)
+
+
+def __getattr__(name: str) -> Any:
+    # The history record's old name; it warns only when used, so that listing the
+    # module (``dir``, ``from hookbook.client import *``, autodoc) stays quiet.
+    if name == "Delivery":
+        warnings.warn(
+            "hookbook.client.Delivery is now hookbook.client.DeliveryRecord "
+            "(hookbook.testing.Delivery is the receiver's object)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return DeliveryRecord
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,14 +11,16 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import protocol
 from ..errors import HookbookError
 from ..paths import quote_path, split_path
 from .transport import Transport
+
+if TYPE_CHECKING:  # numpy is imported on the first array read or write
+    import numpy as np
+
 
 SHAPE_HEADER = protocol.SHAPE_HEADER
 
@@ -48,19 +50,19 @@ class Node:
 
     @property
     def structure_family(self) -> str:
-        return self._item["attributes"]["structure_family"]
+        return cast(str, self._item["attributes"]["structure_family"])
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return self._item["attributes"]["metadata"]
+        return cast(dict[str, Any], self._item["attributes"]["metadata"])
 
     @property
     def specs(self) -> list[dict[str, Any]]:
-        return self._item["attributes"]["specs"]
+        return cast(list[dict[str, Any]], self._item["attributes"]["specs"])
 
     @property
     def structure(self) -> dict[str, Any] | None:
-        return self._item["attributes"]["structure"]
+        return cast(dict[str, Any] | None, self._item["attributes"]["structure"])
 
     def refresh(self) -> Node:
         """Fetch this node's item again (metadata, specs, structure)."""
@@ -114,11 +116,11 @@ class ArrayNode(_Stream):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.structure["shape"])  # type: ignore[index]
+        return tuple(self.structure["shape"])  # type: ignore[index]  # an array has one
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return protocol.DataType.model_validate(self.structure["data_type"]).to_numpy()  # type: ignore[index]
+        return protocol.DataType.model_validate(self.structure["data_type"]).to_numpy()  # type: ignore[index]  # an array has one
 
     def read(self, slice: Any = ...) -> np.ndarray:
         """The data (or a slice of it), read from the server (one request: the
@@ -137,6 +139,8 @@ class ArrayNode(_Stream):
             shape = protocol.sliced_shape(key, self.shape)
         else:
             shape = tuple(int(n) for n in header.split(",") if n)
+        import numpy as np
+
         return np.frombuffer(response.content, dtype=self.dtype).reshape(shape).copy()
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -150,6 +154,8 @@ class ArrayNode(_Stream):
         self.refresh()
         if not self.shape:
             raise ValueError(f"{'/'.join(self.path)!r} is 0-d: it has no axis to append along")
+        import numpy as np
+
         array = np.ascontiguousarray(np.asarray(data, dtype=self.dtype))
         if array.ndim == len(self.shape) - 1:
             array = array.reshape((1, *array.shape))  # a single row
@@ -201,7 +207,7 @@ class TableNode(_Stream):
 
     @property
     def columns(self) -> list[str]:
-        return list(self.structure["columns"])  # type: ignore[index]
+        return list(self.structure["columns"])  # type: ignore[index]  # a table has one
 
     def read_arrow(self, columns: Sequence[str] | None = None) -> Any:
         import pyarrow as pa
@@ -271,7 +277,7 @@ class Container(Node):
         page = self._transport.json(
             "GET", _route("search", self.path), params={"page[offset]": 0, "page[limit]": 0}
         )
-        return page["meta"]["count"]
+        return cast(int, page["meta"]["count"])
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key in self.keys()
@@ -307,15 +313,18 @@ class Container(Node):
                 "data_sources": sources,
             },
         )
-        return self._transport.json(
-            "POST", _route("metadata", self.path), json=body.model_dump(mode="json")
+        return cast(
+            dict[str, Any],
+            self._transport.json(
+                "POST", _route("metadata", self.path), json=body.model_dump(mode="json")
+            ),
         )
 
     def create_container(
         self, key: str, *, metadata: Mapping[str, Any] | None = None, specs: Any = None
     ) -> Container:
         self._create(key, "container", metadata, specs)
-        return self[key]
+        return cast(Container, self[key])
 
     def _written(
         self, key: str, family: str, created: Mapping[str, Any], structure: Any, specs: Any
@@ -361,6 +370,8 @@ class Container(Node):
         dims: Sequence[str] | None = None,
     ) -> ArrayNode:
         """Store an array-like under ``key``; announced once its data is readable."""
+        import numpy as np
+
         # asarray(order="C"), not ascontiguousarray: that one turns a 0-d array into 1-d.
         data = np.asarray(array, order="C")
         try:
@@ -369,7 +380,7 @@ class Container(Node):
             raise TypeError(str(exc)) from None
         created = self._create(key, "array", metadata, specs, structure.model_dump(mode="json"))
         self._upload(key, "array/full", data.tobytes(), protocol.ARRAY_MIME_TYPE)
-        return self._written(key, "array", created, structure, specs)
+        return cast(ArrayNode, self._written(key, "array", created, structure, specs))
 
     def write_table(
         self,
@@ -384,7 +395,7 @@ class Container(Node):
         structure = protocol.TableStructure.from_arrow_schema(arrow.schema)
         created = self._create(key, "table", metadata, specs, structure.model_dump(mode="json"))
         self._upload(key, "table/full", _ipc_file(arrow), protocol.APACHE_ARROW_FILE_MIME_TYPE)
-        return self._written(key, "table", created, structure, specs)
+        return cast(TableNode, self._written(key, "table", created, structure, specs))
 
     write_dataframe = write_table
 

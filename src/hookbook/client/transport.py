@@ -21,7 +21,7 @@ def split_uri(uri: str, api_key: str | None) -> tuple[str, str | None]:
     """``http://host:port/api/v1?api_key=K`` -> (``http://host:port/api/v1``, ``K``)."""
     parts = urlsplit(uri)
     query = parse_qs(parts.query)
-    key = api_key or (query.get("api_key") or [None])[0]
+    key = api_key or (query["api_key"][0] if "api_key" in query else None)
     path = parts.path.rstrip("/")
     if not path.endswith("/api/v1"):
         path = path + "/api/v1" if "/api/v1" not in path else path[: path.index("/api/v1") + 7]

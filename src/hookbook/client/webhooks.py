@@ -60,7 +60,7 @@ class Webhook:
             url=data["url"],
             events=data.get("events"),
             active=data["active"],
-            time_created=_when(data["time_created"]),  # type: ignore[arg-type]
+            time_created=_when(data["time_created"]),  # type: ignore[arg-type]  # never null
             path=data.get("path", []),
             disabled_reason=data.get("disabled_reason"),
             has_secret=data.get("has_secret", False),
@@ -92,7 +92,7 @@ class Attempt:
     def from_json(cls, data: dict[str, Any]) -> Attempt:
         return cls(
             number=data["number"],
-            started_at=_when(data["started_at"]),  # type: ignore[arg-type]
+            started_at=_when(data["started_at"]),  # type: ignore[arg-type]  # never null
             duration_ms=data["duration_ms"],
             status_code=data.get("status_code"),
             error=data.get("error"),
@@ -113,8 +113,9 @@ _DELIVERY_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One delivery of an event to a webhook, as in the history."""
+class DeliveryRecord:
+    """One delivery of an event to a webhook, as in the history (what the
+    server sent; the receiving side's object is :class:`hookbook.testing.Delivery`)."""
 
     id: int
     webhook_id: int
@@ -133,7 +134,7 @@ class Delivery:
     payload_withheld: str | None = None
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Delivery:
+    def from_json(cls, data: dict[str, Any]) -> DeliveryRecord:
         log = data.get("attempt_log")
         return cls(
             id=data["id"],
@@ -145,7 +146,7 @@ class Delivery:
             attempts=data["attempts"],
             status_code=data.get("status_code"),
             error_detail=data.get("error_detail"),
-            time_created=_when(data["time_created"]),  # type: ignore[arg-type]
+            time_created=_when(data["time_created"]),  # type: ignore[arg-type]  # never null
             delivered_at=_when(data.get("delivered_at")),
             redelivery_of=data.get("redelivery_of"),
             attempt_log=None if log is None else tuple(Attempt.from_json(a) for a in log),
@@ -155,7 +156,7 @@ class Delivery:
     def __repr__(self) -> str:
         status = self.status_code if self.status_code is not None else "-"
         return (
-            f"<Delivery {self.id} {self.event_type} {self.outcome} "
+            f"<DeliveryRecord {self.id} {self.event_type} {self.outcome} "
             f"attempts={self.attempts} status={status}>"
         )
 
@@ -170,7 +171,7 @@ class Delivery:
         return table
 
 
-class DeliveryList(list[Delivery]):
+class DeliveryList(list[DeliveryRecord]):
     """A list of deliveries that shows as a table in Jupyter."""
 
     def _repr_html_(self) -> str:
@@ -252,18 +253,20 @@ class Webhooks:
         if event_type is not None:
             params["event_type"] = event_type
         data = self._t.json("GET", f"webhooks/history/{int(webhook_id)}", params=params)
-        return DeliveryList(Delivery.from_json(d) for d in data)
+        return DeliveryList(DeliveryRecord.from_json(d) for d in data)
 
-    def delivery(self, delivery_id: int) -> Delivery:
+    def delivery(self, delivery_id: int) -> DeliveryRecord:
         """One delivery with its per-attempt log."""
-        return Delivery.from_json(self._t.json("GET", f"webhooks/deliveries/{int(delivery_id)}"))
+        return DeliveryRecord.from_json(
+            self._t.json("GET", f"webhooks/deliveries/{int(delivery_id)}")
+        )
 
-    def redeliver(self, delivery_id: int) -> Delivery:
+    def redeliver(self, delivery_id: int) -> DeliveryRecord:
         """Send a delivery's event again: a new record with the same event id."""
-        return Delivery.from_json(
+        return DeliveryRecord.from_json(
             self._t.json("POST", f"webhooks/deliveries/{int(delivery_id)}/redeliver")
         )
 
-    def ping(self, webhook_id: int) -> Delivery:
+    def ping(self, webhook_id: int) -> DeliveryRecord:
         """Send a ``ping`` event to the webhook (recorded in its history)."""
-        return Delivery.from_json(self._t.json("POST", f"webhooks/{int(webhook_id)}/ping"))
+        return DeliveryRecord.from_json(self._t.json("POST", f"webhooks/{int(webhook_id)}/ping"))

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from ..db import Database, metadata
 from ..errors import ConfigurationError
+
+if TYPE_CHECKING:  # Alembic is imported only when needed
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +27,7 @@ _ADVISORY_LOCK_ID = 0x686F6F6B  # "hook"
 _HERE = Path(__file__).parent
 
 
-def alembic_config(connection: sa.Connection):  # type: ignore[no-untyped-def]
+def alembic_config(connection: sa.Connection) -> Config:
     """An Alembic config bound to ``connection`` (Alembic is imported only when needed)."""
     from alembic.config import Config
 

@@ -20,7 +20,7 @@ from .constants import ARROW_SCHEMA_PREFIX
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy
-    import pyarrow  # type: ignore[import-untyped]  # pyarrow ships no type hints
+    import pyarrow
 
 
 class StructureFamily(StrEnum):
@@ -360,7 +360,7 @@ class TableStructure(BaseModel):
     def decoded_schema(self) -> pyarrow.Schema:
         """The ``pyarrow.Schema`` this structure carries; ClientInputError if unreadable."""
         import pyarrow
-        import pyarrow.ipc  # type: ignore[import-untyped]  # pyarrow ships no type hints
+        import pyarrow.ipc
 
         raw = base64.b64decode(self.arrow_schema[len(ARROW_SCHEMA_PREFIX) :])
         try:

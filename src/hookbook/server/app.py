@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, seams: Seams | None = None) -> FastAPI:
 
         mount_dashboard(app)  # the dashboard at /ui/ goes with the webhook routes
     app.include_router(unsupported.router)
-    app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]  # FastAPI's way
     return app
 
 

@@ -8,7 +8,8 @@ microseconds.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, Request
 
@@ -17,9 +18,12 @@ from ..config import ApiKey
 from ..errors import AuthenticationError, NotFoundError, PermissionDeniedError
 from .services import Services
 
+if TYPE_CHECKING:
+    from ..webhooks.service import WebhookService
+
 
 async def get_services(request: Request) -> Services:
-    return request.app.state.services
+    return cast(Services, request.app.state.services)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -61,7 +65,7 @@ async def authenticate(key: Annotated[ApiKey | None, Depends(optional_key)]) -> 
     return key
 
 
-def require(*scopes: str):  # type: ignore[no-untyped-def]
+def require(*scopes: str) -> Callable[[ApiKey], Coroutine[Any, Any, ApiKey]]:
     """A dependency that admits keys holding every one of ``scopes`` (``admin`` holds all)."""
 
     async def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
@@ -81,7 +85,7 @@ ReadOperations = Annotated[ApiKey, Depends(require("read:operations"))]
 OptionalKey = Annotated[ApiKey | None, Depends(optional_key)]
 
 
-async def get_webhook_service(services: ServicesDep):  # type: ignore[no-untyped-def]
+async def get_webhook_service(services: ServicesDep) -> WebhookService:
     if services.webhooks is None:  # routes are not mounted then; belt and braces
         raise NotFoundError("webhooks are not enabled on this server")
     return services.webhooks

@@ -74,7 +74,7 @@ class Metrics:
 
     async def render(self, db: Database) -> bytes:
         async with db.read() as conn:
-            by_state = dict(
+            by_state: dict[str, int] = dict(
                 (
                     await conn.execute(
                         sa.select(deliveries.c.outcome, sa.func.count()).group_by(

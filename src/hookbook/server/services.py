@@ -91,7 +91,7 @@ class Services:
 
         webhooks = WebhookService(self.db, settings, resolver=seams.resolver, clock=seams.clock)
         self.webhooks = webhooks
-        self.store.on_event = webhooks.fanout
+        self.store.on_event = webhooks.on_catalog_event
         await webhooks.rotate_secrets()
         if not self.settings.run_worker:
             return

@@ -36,17 +36,20 @@ import math
 import uuid
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .local import PARTIAL, LocalBackend
 
+if TYPE_CHECKING:  # zarr is imported when first used (it is slow to import)
+    from zarr.core.array_spec import ArrayConfigParams
+
 #: Target size of one chunk, uncompressed.
 CHUNK_BYTES = 1 << 20
 #: Every chunk is written, even when it holds only fill values: a chunk a
 #: failed append left behind is then overwritten, never read as data.
-_CONFIG = {"write_empty_chunks": True}
+_CONFIG: ArrayConfigParams = {"write_empty_chunks": True}
 _METADATA = "zarr.json"
 #: Arrays whose zarr.json has been read (everything in it but the shape is fixed).
 _TEMPLATES_KEPT = 256

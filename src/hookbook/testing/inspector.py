@@ -22,10 +22,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
 from werkzeug.wrappers import Request, Response
 
 if TYPE_CHECKING:
+    import jinja2
+
     from .receiver import WebhookReceiver
 
 PREFIX = "/_hookbook"
@@ -65,6 +66,8 @@ def is_inspector_path(path: str) -> bool:
 
 @cache
 def _templates() -> jinja2.Environment:
+    import jinja2  # on the first page view: a receiver that nobody looks at never needs it
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(ASSETS),
         autoescape=True,

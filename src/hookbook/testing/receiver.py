@@ -33,7 +33,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -349,7 +349,7 @@ def _listen(host: str, port: int) -> socket.socket:
 class _ReceiverHTTPServer(HTTPServer):
     """pytest-httpserver's HTTPServer with a fast start/stop and one dispatcher."""
 
-    def __init__(self, port: int, dispatch: Any) -> None:
+    def __init__(self, port: int, dispatch: Callable[[Request], Response]) -> None:
         super().__init__(host=HOST, port=port, threaded=True)
         self._dispatch = dispatch
         self._wake: tuple[socket.socket, socket.socket] | None = None

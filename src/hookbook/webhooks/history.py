@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
-from ..db import Database, attempts, deliveries, events
+from ..db import Database, attempts, deliveries, event_log
 from ..errors import NotFoundError
 from .records import AttemptRecord, DeliveryRecord
 
@@ -21,13 +23,15 @@ _DELIVERY_COLUMNS = (
     deliveries.c.delivered_at,
     deliveries.c.next_attempt_at,
     deliveries.c.redelivery_of,
-    events.c.body,
+    event_log.c.body,
 )
 
 
-def with_payload() -> sa.Select:
+def with_payload() -> sa.Select[Any]:
     """Delivery columns joined with the event body (the payload)."""
-    return sa.select(*_DELIVERY_COLUMNS).join(events, events.c.id == deliveries.c.event_row_id)
+    return sa.select(*_DELIVERY_COLUMNS).join(
+        event_log, event_log.c.id == deliveries.c.event_row_id
+    )
 
 
 class DeliveryHistory:

@@ -15,10 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
 from ..db import NOTIFY_CHANNEL
+
+if TYPE_CHECKING:  # asyncpg is imported only on PostgreSQL
+    import asyncpg
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +102,11 @@ class OutboxListener:
             backoff = min(backoff * 2, self.max_backoff)
 
 
-async def _close_quietly(conn: object) -> None:
+async def _close_quietly(conn: asyncpg.Connection) -> None:
     try:
-        await asyncio.wait_for(conn.close(), 2)  # type: ignore[attr-defined]
+        await asyncio.wait_for(conn.close(), 2)
     except Exception:
         try:
-            conn.terminate()  # type: ignore[attr-defined]
+            conn.terminate()
         except Exception:
             pass

@@ -27,12 +27,12 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from ..db import Database, WriteTransaction, attempts, deliveries, events, webhooks
+from ..db import Database, WriteTransaction, attempts, deliveries, event_log, webhooks
 from ..paths import prefixes
 from .clock import Clock
 from .history import with_payload
@@ -139,7 +139,7 @@ _CLAIM_COLUMNS = (
     deliveries.c.attempts,
     webhooks.c.url,
     webhooks.c.secret_ciphertext,
-    events.c.body,
+    event_log.c.body,
 )
 
 #: With a per-endpoint limit, how many due rows a claim looks at per row it may take
@@ -236,7 +236,7 @@ class Outbox:
             )
         ).scalars()
         body = (
-            await tx.execute(sa.select(events.c.body).where(events.c.id == event_row_id))
+            await tx.execute(sa.select(event_log.c.body).where(event_log.c.id == event_row_id))
         ).scalar_one()
         claims = [
             Claim(
@@ -280,7 +280,7 @@ class Outbox:
             )
         )
         tx.new_deliveries += 1
-        return result.inserted_primary_key[0]
+        return cast(int, result.inserted_primary_key[0])
 
     def forget(self, webhook_ids: Collection[int]) -> None:
         """Tell the in-process worker that these webhooks were disabled or deleted."""
@@ -313,7 +313,7 @@ class Outbox:
         due = (
             sa.select(*_CLAIM_COLUMNS)
             .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-            .join(events, events.c.id == deliveries.c.event_row_id)
+            .join(event_log, event_log.c.id == deliveries.c.event_row_id)
             .where((deliveries.c.next_attempt_at <= now) & webhooks.c.active)
             .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
             .limit(scan)
@@ -391,7 +391,7 @@ class Outbox:
                 .where((deliveries.c.outcome == "pending") & deliveries.c.lease_token.is_not(None))
                 .values(next_attempt_at=self.clock.time(), lease_token=None)
             )
-            return result.rowcount
+            return cast(int, result.rowcount)
 
     # ---- record -------------------------------------------------------------
 
@@ -454,7 +454,7 @@ class Outbox:
                     sa.select(sa.func.count()).where(deliveries.c.outcome == "pending")
                 )
             ).scalar_one()
-            rows = []
+            rows: Sequence[sa.Row[Any]] = []
             if limit and count:
                 rows = (
                     await conn.execute(
@@ -482,11 +482,11 @@ class Outbox:
             )
             referenced = sa.select(deliveries.c.event_row_id)
             await tx.execute(
-                events.delete().where(
-                    (events.c.time_created < older_than) & events.c.id.not_in(referenced)
+                event_log.delete().where(
+                    (event_log.c.time_created < older_than) & event_log.c.id.not_in(referenced)
                 )
             )
-            return result.rowcount
+            return cast(int, result.rowcount)
 
 
 def _row_values(outcome: Outcome, now: float, stamp: datetime) -> dict[str, Any]:

@@ -95,7 +95,9 @@ class DeliveryRecord:
         return dataclasses.replace(self, payload=None, payload_withheld=PAYLOAD_WITHHELD)
 
     @classmethod
-    def from_row(cls, row: Any, attempt_log: tuple[AttemptRecord, ...] | None = None) -> Any:
+    def from_row(
+        cls, row: Any, attempt_log: tuple[AttemptRecord, ...] | None = None
+    ) -> DeliveryRecord:
         return cls(
             id=row.id,
             webhook_id=row.webhook_id,

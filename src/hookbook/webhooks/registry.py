@@ -20,13 +20,13 @@ from sqlalchemy.exc import IntegrityError
 
 from ..config import WebhookSettings
 from ..db import Database, WriteTransaction, attempts, deliveries, nodes, webhooks
-from ..errors import ConflictError, DuplicateWebhookError, NotFoundError
+from ..errors import ConflictError, DuplicateWebhookError, NotFoundError, SecretUnavailable
 from ..paths import join_path, parse_path
 from ..url_safety import Resolver, UrlPolicy, check_target
 from .clock import Clock
 from .outbox import settle_queued
 from .records import WebhookRecord
-from .secrets import SecretBox, SecretUnavailable
+from .secrets import SecretBox
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class WebhookRegistry:
         url: str,
         *,
         secret: str | None = None,
-        events: list[str] | None = None,
+        events: Sequence[str] | None = None,
     ) -> WebhookRecord:
         segments = parse_path(path)
         async with self.db.read() as conn:
@@ -140,13 +140,14 @@ class WebhookRegistry:
 
     @staticmethod
     async def _find(conn: Any, segments: tuple[str, ...], url: str) -> int | None:
-        return (
+        found: int | None = (
             await conn.execute(
                 sa.select(webhooks.c.id).where(
                     (webhooks.c.node_path == join_path(segments)) & (webhooks.c.url == url)
                 )
             )
         ).scalar()
+        return found
 
     async def get(self, webhook_id: int) -> WebhookRecord:
         async with self.db.read() as conn:
@@ -224,8 +225,9 @@ class WebhookRegistry:
             if result.rowcount == 0:
                 raise _not_found(webhook_id)
 
-    async def remove_subtree(self, tx: WriteTransaction, segments: tuple[str, ...]) -> None:
-        """Inside a node's deletion: remove webhooks registered on it or below it."""
+    async def remove_subtree(self, tx: WriteTransaction, segments: tuple[str, ...]) -> list[int]:
+        """Inside a node's deletion: remove webhooks registered on it or below it,
+        with their history and pending deliveries; returns their ids."""
         joined = join_path(segments)
         inside = (webhooks.c.node_path == joined) | (
             sa.func.substr(webhooks.c.node_path, 1, len(joined) + 1) == joined + "/"
@@ -234,7 +236,8 @@ class WebhookRegistry:
         doomed = sa.select(deliveries.c.id).where(deliveries.c.webhook_id.in_(ids))
         await tx.execute(attempts.delete().where(attempts.c.delivery_id.in_(doomed)))
         await tx.execute(deliveries.delete().where(deliveries.c.webhook_id.in_(ids)))
-        await tx.execute(webhooks.delete().where(inside))
+        removed = await tx.execute(webhooks.delete().where(inside).returning(webhooks.c.id))
+        return list(removed.scalars())
 
     async def rotate_secrets(self) -> int:
         """Re-encrypt, with the first of ``secret_keys``, every stored secret an older

@@ -14,8 +14,9 @@ Each configured string, surrounding whitespace removed, becomes a Fernet key:
   (as Tiled derives its webhook-secret keys). Use a long random string:
   SHA-256 is fast, so a short passphrase is guessable.
 
-A token that no configured key decrypts raises :class:`SecretUnavailable`;
-the caller records the delivery as failed and never sends it unsigned.
+A token that no configured key decrypts raises
+:class:`hookbook.errors.SecretUnavailable`; the caller records the delivery as
+failed and never sends it unsigned.
 """
 
 from __future__ import annotations
@@ -28,16 +29,12 @@ from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from hookbook.errors import ConfigurationError
+from hookbook.errors import ConfigurationError, SecretUnavailable
 
 __all__ = ["SecretBox", "SecretUnavailable", "derive_fernet_key", "generate_key"]
 
 _SETTING = "webhooks.secret_keys"
 _FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
-
-
-class SecretUnavailable(Exception):
-    """A stored secret that none of the configured keys decrypts."""
 
 
 def generate_key() -> str:

@@ -186,7 +186,7 @@ class Sender:
         excerpt = None
         if raw:
             excerpt = raw[: self.options.response_excerpt_bytes].decode("utf-8", errors="replace")
-        if error is None and not 200 <= status <= 299:  # type: ignore[operator]
+        if error is None and not 200 <= status <= 299:  # type: ignore[operator]  # no error: a status
             error = f"HTTP {status}"
         return AttemptResult(
             started_at=started_at,

@@ -3,7 +3,10 @@
 A thin facade over the modules that do the work: the registry
 (:mod:`.registry`), the outbox (:mod:`.outbox`: fan-out inside the catalog's
 write transaction, which is what makes the outbox transactional) and the
-history (:mod:`.history`). Ping and redeliver, which need all three, live here.
+history (:mod:`.history`). What needs more than one of them lives here: the
+catalog's event hook (a deletion removes the subtree's webhooks, then the
+event fans out), ping and redeliver. URLs reach it with their syntax checked
+by the webhook routes; the registry checks where they resolve to.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sqlalchemy as sa
 
 from .. import events as ev
 from ..config import WebhookSettings
-from ..db import Database, WriteTransaction, deliveries, events
+from ..db import Database, WriteTransaction, deliveries, event_log
 from ..errors import ConflictError, NotFoundError
 from ..url_safety import Resolver, SystemResolver
 from .clock import Clock, system_clock
@@ -29,6 +32,10 @@ from .secrets import SecretBox
 __all__ = ["WebhookService", "check_settings", "new_event_id", "url_policy"]
 
 logger = logging.getLogger(__name__)
+
+#: The logger of the start-up notice that the target rules are relaxed, on its
+#: own so that a caller that says so itself (``hookbook demo``) can quiet it.
+RELAXED_RULES_LOGGER = f"{__name__}.relaxed_rules"
 
 
 def check_settings(settings: WebhookSettings) -> None:
@@ -71,7 +78,7 @@ class WebhookService:
         self.outbox = Outbox(db, lease_seconds=settings.lease_seconds, clock=self.clock)
         self.deliveries = DeliveryHistory(db)
         if settings.allow_http or settings.allow_private_addresses:
-            logger.warning(
+            logging.getLogger(RELAXED_RULES_LOGGER).warning(
                 "webhook target rules relaxed for local development: allow_http=%s, "
                 "allow_private_addresses=%s (production defaults refuse both)",
                 settings.allow_http,
@@ -86,7 +93,7 @@ class WebhookService:
         url: str,
         *,
         secret: str | None = None,
-        events: list[str] | None = None,
+        events: Sequence[str] | None = None,
     ) -> WebhookRecord:
         return await self.registry.register(path, url, secret=secret, events=events)
 
@@ -111,20 +118,30 @@ class WebhookService:
         await self.registry.delete(webhook_id)
         self.outbox.forget([webhook_id])
 
-    async def remove_subtree(self, tx: WriteTransaction, segments: tuple[str, ...]) -> None:
-        """Inside a node's deletion: remove webhooks registered on it or below it."""
-        await self.registry.remove_subtree(tx, segments)
-
     async def rotate_secrets(self) -> int:
         return await self.registry.rotate_secrets()
 
     # ---- the outbox ---------------------------------------------------------
 
-    async def fanout(
-        self, tx: WriteTransaction, event_row_id: int, event_type: str, segments: tuple[str, ...]
+    async def on_catalog_event(
+        self,
+        tx: WriteTransaction,
+        event_row_id: int | None,
+        event_type: str,
+        segments: tuple[str, ...],
     ) -> None:
-        """The catalog's event hook: one delivery per matching webhook, in ``tx``."""
-        await self.outbox.fan_out(tx, event_row_id, event_type, segments)
+        """The catalog's event hook (``CatalogStore.on_event``), in its transaction.
+
+        A deletion first removes the webhooks registered in the deleted subtree
+        (they hear nothing more, not even of the deletion; once it commits, the
+        worker drops the rows it holds for them). Then one delivery per matching
+        webhook, unless the change is not announced (``event_row_id`` is None)."""
+        if event_type == ev.EventType.container_child_deleted:
+            removed = await self.registry.remove_subtree(tx, segments)
+            if removed:
+                tx.after_commit.append(lambda: self.outbox.forget(removed))
+        if event_row_id is not None:
+            await self.outbox.fan_out(tx, event_row_id, event_type, segments)
 
     async def ping(self, webhook_id: int) -> DeliveryRecord:
         """Queue a ``ping`` event to one webhook, whatever its event filter.
@@ -137,7 +154,7 @@ class WebhookService:
         payload = ev.Ping(timestamp=stamp, webhook_id=hook.id, url=hook.url)
         async with self.db.write() as tx:
             event_row = await tx.execute(
-                events.insert().values(
+                event_log.insert().values(
                     type="ping", path=hook.node_path, body=ev.serialize(payload), time_created=stamp
                 )
             )

@@ -42,13 +42,14 @@ import httpx
 
 from ..config import WebhookSettings
 from ..db import is_transient
+from ..errors import SecretUnavailable
 from ..url_safety import Resolver, UrlPolicy
 from .breaker import CircuitBreaker, is_endpoint_failure
 from .clock import Clock
 from .outbox import AttemptResult, Claim, EndpointDisabled, Outbox, Outcome, Recorded
 from .policy import Decision, classify, decide
 from .recorder import OutcomeRecorder
-from .secrets import SecretBox, SecretUnavailable
+from .secrets import SecretBox
 from .sender import Sender, SenderOptions
 
 logger = logging.getLogger(__name__)

@@ -20,16 +20,11 @@ from ... import protocol
 from ..._version import __version__
 from ...catalog.decoding import table_from_ipc
 from ...catalog.store import CatalogStore, Node
-from ...errors import (
-    ClientInputError,
-    ConflictError,
-    InvalidRequestError,
-    UnsupportedError,
-)
+from ...errors import ClientInputError, InvalidRequestError, UnsupportedError
 from ...patching import PatchBudget
-from ...paths import join_path, parse_path
+from ...paths import parse_path
 from ..bodies import decode_json, read_body
-from ..deps import ReadMetadata, ServicesDep, StoreDep, WriteMetadata
+from ..deps import ReadMetadata, StoreDep, WriteMetadata
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
@@ -162,7 +157,8 @@ async def create(path: str, request: Request, store: StoreDep, _: WriteMetadata)
         specs=[s.model_dump() for s in body.specs],
         structure=None if structure is None else structure.model_dump(mode="json"),
     )
-    ndim = len(node.structure["shape"]) if node.structure_family == "array" else None
+    shape = node.structure["shape"] if node.structure and node.structure_family == "array" else None
+    ndim = None if shape is None else len(shape)
     links = protocol.links_for(node.structure_family, base_url(request), list(node.path), ndim=ndim)
     return protocol.CreateNodeResponse(
         id=node.key, links=protocol.NodeLinks.model_validate(links), metadata=node.metadata
@@ -209,21 +205,11 @@ async def replace_metadata(
 async def delete(
     path: str,
     store: StoreDep,
-    services: ServicesDep,
     _: WriteMetadata,
     params: Annotated[protocol.DeleteParams, Query()],
 ) -> dict[str, Any]:
-    node = await store.get(path)
-    if node.structure_family == "container" and not params.recursive:
-        count = await store.count_children(node)
-        if count:
-            raise ConflictError(
-                f"{join_path(node.path)!r} has {count} children; pass recursive=true to "
-                "delete it with everything below it"
-            )
-    hook = services.webhooks.remove_subtree if services.webhooks is not None else None
-    removed = await store.delete(path, before_event=hook)
-    return {"deleted": list(node.path), "nodes": removed}
+    removed = await store.delete(path, recursive=params.recursive)
+    return {"deleted": list(parse_path(path)), "nodes": removed}
 
 
 @router.delete("/stream/close/{path:path}", summary="Close a live stream")
@@ -280,7 +266,7 @@ def _array_response(data: np.ndarray) -> Response:
     """Raw C-order bytes in the stored byte order, and the shape in a header."""
     flat = np.asarray(data, order="C").reshape(-1).view(np.uint8)
     return _RawResponse(
-        memoryview(flat),
+        flat.data,
         media_type=protocol.ARRAY_MIME_TYPE,
         headers={SHAPE_HEADER: ",".join(str(n) for n in data.shape)},
     )

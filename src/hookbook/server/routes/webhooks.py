@@ -50,7 +50,9 @@ Changes = Annotated[WebhookPatch, Depends(webhook_body(WebhookPatch, "write:webh
 
 
 def _checked_url(service: WebhookService, url: str) -> str:
-    """``url`` normalised; an :class:`InvalidURLError` (422) if its syntax is bad."""
+    """The URL's syntax (:func:`check_url_syntax`; the request schema takes any
+    string): normalised, or :class:`~hookbook.errors.InvalidURLError` (422). The registry checks the
+    addresses it resolves to."""
     settings = service.settings
     return check_url_syntax(url, allow_http=settings.allow_http, max_length=settings.max_url_length)
 

@@ -8,6 +8,7 @@ service's public methods, as the API routes call them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -50,7 +51,7 @@ class UiRoute(APIRoute):
     """A dashboard route: a missing session redirects to the sign-in form, errors
     become pages (JSON for live fragments), and every answer gets the security headers."""
 
-    def get_route_handler(self):  # type: ignore[no-untyped-def]
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
