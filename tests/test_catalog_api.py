@@ -293,7 +293,7 @@ def test_array_full_put_get_patch_and_block(http):
     sliced = http.get(f"/array/full/{path}", params={"slice": "1:3,::2", "expected_shape": "2,2"})
     assert sliced.content == np.ascontiguousarray(data[1:3, ::2]).tobytes()
     wrong = http.get(f"/array/full/{path}", params={"slice": "1:3", "expected_shape": "5,3"})
-    assert wrong.status_code == 400
+    assert wrong.status_code == 422
 
     # Overwrite a region in place (no extend).
     response = http.patch(
@@ -309,7 +309,7 @@ def test_array_full_put_get_patch_and_block(http):
     assert block.status_code == 200
     assert block.content == data.tobytes()
     missing = http.get(f"/array/block/{path}", params={"block": "1,0"})
-    assert missing.status_code == 400
+    assert missing.status_code == 422
     assert "block" in missing.json()["detail"]
 
 

@@ -454,3 +454,11 @@ def test_streams_close_once_and_then_refuse_data(sqlite_server):
         assert tbl.read()["x"].tolist() == [1]
     closed = [r["body"]["path"] for r in event_rows(server) if r["type"] == "stream-closed"]
     assert closed == [["a"], ["t"]]
+
+
+def test_event_names_have_one_home():
+    from hookbook import events as ev
+
+    # The subscribable names (request bodies, history filters, the dashboard) are
+    # the event types without ping, in the same order.
+    assert (*ev.CATALOG_EVENT_TYPES, "ping") == tuple(t.value for t in ev.EventType)

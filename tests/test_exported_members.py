@@ -62,6 +62,7 @@ PUBLIC = {
         "ContainerChildDeleted",
         "ContainerChildMetadataUpdated",
         "Event",
+        "EventName",
         "EventType",
         "Ping",
         "StreamClosed",

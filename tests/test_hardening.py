@@ -300,12 +300,12 @@ def test_a_partition_that_does_not_exist_is_a_4xx_whatever_its_number(refused, p
 
 
 @pytest.mark.parametrize("block", ["1,0", "99999999999999999999,0", "0,0,0", "-1,0", "0", "x"])
-def test_a_block_that_does_not_exist_is_a_4xx(refused, block):
+def test_a_block_that_does_not_exist_is_a_422(refused, block):
     for method in ("GET", "PUT"):
         response = refused.http.request(
             method, f"/api/v1/array/block/c/arr?block={block}", content=b"\x00" * 24
         )
-        assert 400 <= response.status_code < 500, (method, block, response.text)
+        assert response.status_code == 422, (method, block, response.text)
         assert response.json()["detail"]
 
 

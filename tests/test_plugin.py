@@ -84,6 +84,8 @@ def test_importing_the_plugin_is_cheap() -> None:
         "numpy",
         "httpx",
         "rich",
+        "pydantic",
+        "yaml",
     ]
     code = (
         "import json, sys\n"

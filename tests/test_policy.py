@@ -13,6 +13,7 @@ from hookbook.webhooks.policy import (
     DEFAULT_RETRY_AFTER_CAP,
     DEFAULT_RETRY_SCHEDULE,
     JITTER,
+    TESTING_RETRY_SCHEDULE,
     Decision,
     Verdict,
     check_schedule,
@@ -33,6 +34,17 @@ def test_defaults_match_tiled():
     assert DEFAULT_RETRY_SCHEDULE == (1.0, 5.0)  # 3 attempts, ~1 s then ~5 s
     assert JITTER == 0.2
     assert DEFAULT_RETRY_AFTER_CAP == 60.0
+
+
+def test_the_defaults_have_one_home():
+    from hookbook.config import WebhookSettings
+    from hookbook.testing import plugin
+
+    fields = WebhookSettings.model_fields
+    assert fields["retry_schedule"].default == DEFAULT_RETRY_SCHEDULE
+    assert fields["retry_after_cap"].default == DEFAULT_RETRY_AFTER_CAP
+    assert plugin.REALTIME_RETRY_SCHEDULE == DEFAULT_RETRY_SCHEDULE
+    assert plugin.TESTING_RETRY_SCHEDULE == TESTING_RETRY_SCHEDULE == (0.01, 0.01)
 
 
 # --- retry_wait ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ Nothing it writes is committed (see ``.gitignore``); it is rebuilt on every
     ``http-api.md`` and ``openapi.json`` from ``create_app(...).openapi()``,
     ``configuration.md`` from the pydantic models of :mod:`hookbook.config`,
     ``events.md`` and ``events.schema.json`` from :mod:`hookbook.events`,
-    ``unsupported.md`` from the unsupported-routes table of the server. The
+    ``unsupported.md`` from :data:`hookbook.protocol.UNSUPPORTED_ROUTES`. The
     reference pages include them.
 A Jupyter kernelspec (in a temporary directory, put first on ``JUPYTER_PATH``)
     that runs ``sys.executable``: every notebook's kernel name is aliased to it
@@ -369,9 +369,9 @@ def openapi_markdown(openapi: Mapping[str, Any], scopes: Mapping[tuple[str, str]
 
 
 def unsupported_markdown() -> str:
-    from hookbook.server.routes.unsupported import UNSUPPORTED
+    from hookbook.protocol import UNSUPPORTED_ROUTES
 
-    rows = [[f"`/api/v1/{prefix}/...`", what] for prefix, what in UNSUPPORTED.items()]
+    rows = [[f"`/api/v1/{route.prefix}/...`", route.feature] for route in UNSUPPORTED_ROUTES]
     return _table(["Tiled route", "What it is"], rows)
 
 

@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigurationError, validation_message
+from .paths import MAX_KEY_LENGTH
+from .webhooks.policy import DEFAULT_RETRY_AFTER_CAP, DEFAULT_RETRY_SCHEDULE
 
 __all__ = [
     "SCOPES",
@@ -85,9 +87,11 @@ class WebhookSettings(_Strict):
         (), description="Host names let through the address checks."
     )
     retry_schedule: tuple[float, ...] = Field(
-        (1.0, 5.0), description="Seconds between attempts; attempts = len + 1."
+        DEFAULT_RETRY_SCHEDULE, description="Seconds between attempts; attempts = len + 1."
     )
-    retry_after_cap: float = Field(60.0, ge=0, description="Longest Retry-After honoured (s).")
+    retry_after_cap: float = Field(
+        DEFAULT_RETRY_AFTER_CAP, ge=0, description="Longest Retry-After honoured (s)."
+    )
     connect_timeout: float = Field(5.0, gt=0, description="Connect timeout of an attempt (s).")
     read_timeout: float = Field(10.0, gt=0, description="Read timeout of an attempt (s).")
     resolve_timeout: float = Field(5.0, gt=0, description="DNS timeout of an attempt (s).")
@@ -173,7 +177,7 @@ class Limits(_Strict):
     its body is read.
     """
 
-    max_key_length: int = Field(255, ge=1, description="Longest node key.")
+    max_key_length: int = Field(MAX_KEY_LENGTH, ge=1, description="Longest node key.")
     max_path_depth: int = Field(
         64, ge=1, le=1000, description="Deepest node: segments from the root to it (422 below)."
     )

@@ -9,7 +9,7 @@ The tree::
 
     HookbookError                      (500)
     +-- ClientInputError               (400)  bad input (also a ValueError)
-    |   +-- InvalidRequestError        (422)  a request body that fails validation
+    |   +-- InvalidRequestError        (422)  a body or parameter that fails validation
     |   +-- InvalidKeyError            (422)  a key that is empty, has '/', is '.'/'..', too long
     |   +-- InvalidPathError           (422)  a path with '..' or empty segments
     |   +-- InvalidDataError           (422)  bytes that do not match the dtype and shape
@@ -113,7 +113,7 @@ class ClientInputError(HookbookError, ValueError):
 
 
 class InvalidRequestError(ClientInputError):
-    """A request body that fails validation: 422, as Tiled and FastAPI answer."""
+    """A request body, or a parameter, that fails validation: 422, as Tiled answers."""
 
     status_code = 422
 

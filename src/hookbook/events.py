@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
+
+from .protocol.structures import StructureFamily
 
 __all__ = [
     "CATALOG_EVENT_TYPES",
@@ -24,6 +26,7 @@ __all__ = [
     "ContainerChildDeleted",
     "ContainerChildMetadataUpdated",
     "Event",
+    "EventName",
     "EventType",
     "Ping",
     "StreamClosed",
@@ -42,13 +45,16 @@ class EventType(StrEnum):
     ping = "ping"
 
 
-#: The event types a webhook may subscribe to (``ping`` is always sent when asked for).
-CATALOG_EVENT_TYPES: tuple[str, ...] = (
-    EventType.container_child_created.value,
-    EventType.container_child_metadata_updated.value,
-    EventType.stream_closed.value,
-    EventType.container_child_deleted.value,
-)
+#: The event types a webhook may subscribe to (``ping`` is always sent when asked for),
+#: as a type for request bodies.
+EventName = Literal[
+    "container-child-created",
+    "container-child-metadata-updated",
+    "stream-closed",
+    "container-child-deleted",
+]
+#: The same, as a tuple: :class:`EventType` without ``ping``.
+CATALOG_EVENT_TYPES: tuple[str, ...] = get_args(EventName)
 
 
 def now() -> datetime:
@@ -66,7 +72,7 @@ class ContainerChildCreated(_EventBase):
     """A node was created in a container (for arrays and tables: once its data is readable)."""
 
     type: Literal["container-child-created"] = "container-child-created"
-    structure_family: Literal["container", "array", "table"]
+    structure_family: StructureFamily
     specs: list[dict[str, Any]]
     metadata: dict[str, Any]
 

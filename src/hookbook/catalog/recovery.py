@@ -24,8 +24,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from ..db import fragments, nodes, retired_data
+from ..paths import parse_path
 from ..protocol import ArrayStructure
-from .paths import parse_path
 
 if TYPE_CHECKING:
     from .store import CatalogStore

@@ -67,25 +67,26 @@ from ..errors import (
     StreamClosedError,
     validation_message,
 )
+from ..paths import check_key, join_path, parse_path
 from ..protocol import (
+    SUPPORTED_FAMILIES,
     ArrayPatchParams,
     ArrayStructure,
     TableStructure,
     normalise_specs,
     parse_structure,
 )
+from ..protocol.structures import unsupported_family_message
 from ..storage import Storage
 from ..storage.arrays import chunk_lengths
 from . import validation
 from .decoding import array_from_bytes
 from .locking import KeyedLocks
-from .paths import check_key, join_path, parse_path
 
-__all__ = ["FAMILIES", "CatalogStore", "EventHook", "Node"]
+__all__ = ["CatalogStore", "EventHook", "Node"]
 
 logger = logging.getLogger(__name__)
 
-FAMILIES = ("container", "array", "table")
 
 #: Called inside the write transaction of every change that makes an event:
 #: ``(tx, event_row_id, event_type, path_segments)``, after the event row is
@@ -397,11 +398,8 @@ class CatalogStore:
                 f"the limit is {self.limits.max_path_depth}",
                 limit=self.limits.max_path_depth,
             )
-        if structure_family not in FAMILIES:
-            raise ClientInputError(
-                f"structure_family {structure_family!r} is not supported; "
-                f"hookbook serves {', '.join(FAMILIES)}"
-            )
+        if structure_family not in SUPPORTED_FAMILIES:
+            raise ClientInputError(unsupported_family_message(structure_family))
         metadata = self._check_metadata(metadata)
         specs = self._check_specs(specs)
         if structure_family != "container":

@@ -12,39 +12,28 @@ import html
 import io
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote
 
 from .. import protocol
 from ..errors import HookbookError
+from ..paths import quote_path, split_path
 from .transport import Transport
 
 if TYPE_CHECKING:  # numpy is imported on the first array read or write
     import numpy as np
 
 
-def _quote(segment: str) -> str:
-    # Dots are percent-encoded in "." and ".." segments: httpx would resolve them
-    # away (``a/../b`` -> ``b``); encoded, they reach the server, which refuses them.
-    if segment in {".", ".."}:
-        return segment.replace(".", "%2E")
-    return quote(segment, safe="")
-
-
 SHAPE_HEADER = protocol.SHAPE_HEADER
 
 
 def _route(prefix: str, path: Sequence[str]) -> str:
-    return f"{prefix}/" + "/".join(_quote(segment) for segment in path)
+    return f"{prefix}/{quote_path(path)}"
 
 
 def _segments(key: str | Sequence[str]) -> list[str]:
     if isinstance(key, str):
-        return [k for k in key.split("/") if k] or [key]
+        # A key with no segment at all ("", "/") is sent as it is, for the server to refuse.
+        return list(split_path(key)) or [key]
     return list(key)
-
-
-def _specs(specs: Any) -> list[dict[str, Any]]:
-    return [s.model_dump() for s in protocol.normalise_specs(specs or [])]
 
 
 class Node:
@@ -82,20 +71,20 @@ class Node:
 
     def update_metadata(self, metadata: Mapping[str, Any] | None = None, specs: Any = None) -> None:
         """Replace the metadata and/or the specs (whichever is given)."""
-        body: dict[str, Any] = {}
-        if metadata is not None:
-            # Anything but a mapping goes as it is: the server names the problem.
-            body["metadata"] = dict(metadata) if isinstance(metadata, Mapping) else metadata
-        if specs is not None:
-            body["specs"] = _specs(specs)
-        self._transport.json("PUT", _route("metadata", self.path), json=body)
+        body = protocol.parse_body(
+            protocol.MetadataReplaceRequest, {"metadata": metadata, "specs": specs}
+        )
+        self._transport.json(
+            "PUT",
+            _route("metadata", self.path),
+            json=body.model_dump(mode="json", exclude_none=True),
+        )
         self.refresh()
 
     def delete(self) -> None:
         """Delete this node (a container with everything below it)."""
-        self._transport.request(
-            "DELETE", _route("metadata", self.path), params={"recursive": "true"}
-        )
+        params = protocol.DeleteParams(recursive=True)
+        self._transport.request("DELETE", _route("metadata", self.path), params=params.model_dump())
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {'/'.join(self.path) or '/'!r}>"
@@ -303,30 +292,32 @@ class Container(Node):
     def _create(
         self, key: str, family: str, metadata: Any, specs: Any, structure: Any = None
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": key,
-            "ancestors": self.path,
-            "structure_family": family,
-            "metadata": {} if metadata is None else metadata,
-            "specs": _specs(specs),
-            "data_sources": [],
-        }
+        sources = []
         if structure is not None:
-            body["data_sources"] = [
-                {
-                    "structure_family": family,
-                    "structure": structure,
-                    "mimetype": protocol.ARRAY_MIME_TYPE
-                    if family == "array"
-                    else protocol.APACHE_ARROW_FILE_MIME_TYPE,
-                    "parameters": {},
-                    "properties": {},
-                    "assets": [],
-                    "management": "writable",
-                }
-            ]
+            mimetype = (
+                protocol.ARRAY_MIME_TYPE
+                if family == "array"
+                else protocol.APACHE_ARROW_FILE_MIME_TYPE
+            )
+            sources.append(
+                protocol.DataSource(structure_family=family, structure=structure, mimetype=mimetype)
+            )
+        body = protocol.parse_body(
+            protocol.CreateNodeRequest,
+            {
+                "id": key,
+                "ancestors": list(self.path),
+                "structure_family": family,
+                "metadata": metadata,
+                "specs": specs,
+                "data_sources": sources,
+            },
+        )
         return cast(
-            dict[str, Any], self._transport.json("POST", _route("metadata", self.path), json=body)
+            dict[str, Any],
+            self._transport.json(
+                "POST", _route("metadata", self.path), json=body.model_dump(mode="json")
+            ),
         )
 
     def create_container(

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
+from ..paths import quote_path, split_path
 from .transport import Transport
 
 
@@ -188,8 +188,7 @@ class WebhookList(list[Webhook]):
 
 
 def _path(path: str | Sequence[str]) -> str:
-    segments = [s for s in path.split("/") if s] if isinstance(path, str) else list(path)
-    return "/".join(quote(s, safe="") for s in segments)
+    return quote_path(split_path(path))
 
 
 class Webhooks:

@@ -7,7 +7,6 @@ holds every document that crosses the wire for the supported operations,
 one module per job:
 
 * :mod:`~hookbook.protocol.constants`: versions, media types, page limits;
-* :mod:`~hookbook.protocol.paths`: keys and URL paths;
 * :mod:`~hookbook.protocol.specs`: :class:`Spec` and :func:`normalise_specs`;
 * :mod:`~hookbook.protocol.structures`: the structures (:class:`DataType`,
   :class:`ArrayStructure`, :class:`TableStructure`,
@@ -23,7 +22,8 @@ one module per job:
   :func:`parse_fields`, :class:`ArrayPatchParams`, :class:`DeleteParams`);
 * :mod:`~hookbook.protocol.slicing`: :func:`parse_slice`,
   :func:`parse_expected_shape`, :func:`format_slice`;
-* :mod:`~hookbook.protocol.unsupported`: the Tiled routes hookbook does not serve.
+* :mod:`~hookbook.protocol.unsupported`: the Tiled routes hookbook does not
+  serve (:data:`UNSUPPORTED_ROUTES`, answered with 400).
 
 This package re-exports all of them. ``docs/tiled-protocol.md`` describes,
 request by request, what the client sends and reads. Everything here is
@@ -54,6 +54,7 @@ from .bodies import (
     MetadataPatchRequest,
     MetadataReplaceRequest,
     MetadataUpdateResponse,
+    parse_body,
 )
 from .constants import (
     APACHE_ARROW_FILE_MIME_TYPE,
@@ -86,7 +87,6 @@ from .envelope import (
     pagination_links,
     search_response,
 )
-from .paths import path_segments, validate_key
 from .queries import (
     ENTRY_FIELDS,
     ArrayPatchParams,
@@ -113,7 +113,7 @@ from .structures import (
     TableStructure,
     parse_structure,
 )
-from .unsupported import UNSUPPORTED_ROUTES, UnsupportedRoute
+from .unsupported import UNSUPPORTED_ROUTES, UnsupportedRoute, find_unsupported
 
 __all__ = [
     "APACHE_ARROW_FILE_MIME_TYPE",
@@ -157,20 +157,20 @@ __all__ = [
     "TableStructure",
     "UnsupportedRoute",
     "about_document",
+    "find_unsupported",
     "format_slice",
     "item",
     "links_for",
     "metadata_response",
     "normalise_specs",
     "pagination_links",
+    "parse_body",
     "parse_expected_shape",
     "parse_fields",
     "parse_int_tuple",
     "parse_slice",
     "parse_sort",
     "parse_structure",
-    "path_segments",
     "search_response",
     "sliced_shape",
-    "validate_key",
 ]

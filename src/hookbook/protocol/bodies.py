@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
 
-from ..errors import ClientInputError, ConflictError
+from ..errors import ClientInputError, ConflictError, InvalidRequestError, validation_message
 from ..patching import PatchBudget, apply_json_patch
 from .constants import JSON_PATCH_MIME_TYPE
 from .envelope import NodeLinks
-from .paths import validate_key
 from .specs import Spec, normalise_specs
 from .structures import (
     SUPPORTED_FAMILIES,
@@ -33,12 +33,28 @@ from .structures import (
     unsupported_family_message,
 )
 
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def parse_body(model: type[Body], data: Any) -> Body:
+    """Validate a request body as ``model``: the server parses what it receives
+    with it, the client what it sends.
+
+    Raises :class:`~hookbook.errors.InvalidRequestError` (422, as Tiled) with
+    one line naming each problem.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequestError(validation_message(exc, root="body")) from None
+
 
 class CreateNodeRequest(BaseModel):
     """Body of ``POST /api/v1/metadata/{parent path}``: create a child.
 
-    ``id``: the new key (the tiled client always sends one, a ``uuid4``
-    when the user gave none); ``None`` lets the server choose.
+    ``id``: the new key, required (the tiled client always sends one, a
+    ``uuid4`` when the user gave none). The store checks it, once, against
+    its own limits.
     ``ancestors``: the client's idea of the parent's path; unreliable (it
     is ``[""]`` under the root) and ignored: the URL is authoritative.
     ``metadata``: a JSON object. ``structure_family``: ``container``,
@@ -52,7 +68,7 @@ class CreateNodeRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str | None = None
+    id: str
     ancestors: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     structure_family: StructureFamily
@@ -63,11 +79,6 @@ class CreateNodeRequest(BaseModel):
     _structure: ArrayStructure | TableStructure | ContainerStructure | None = PrivateAttr(
         default=None
     )
-
-    @field_validator("id")
-    @classmethod
-    def _key(cls, value: str | None) -> str | None:
-        return None if value is None else validate_key(value)
 
     @field_validator("structure_family", mode="before")
     @classmethod

@@ -15,13 +15,13 @@ from pydantic import (
 )
 
 from ..errors import ClientInputError
+from ..paths import quote_path
 from .constants import (
     APACHE_ARROW_FILE_MIME_TYPE,
     ARRAY_MIME_TYPE,
     JSON_MIME_TYPE,
     TILED_PROTOCOL_VERSION,
 )
-from .paths import quoted_path
 from .specs import Spec, normalise_specs
 from .structures import (
     STRUCTURE_MODELS,
@@ -149,7 +149,7 @@ def links_for(
     """
     family = StructureFamily(family)
     base_url = base_url.rstrip("/")
-    path = quoted_path(path_segments)
+    path = quote_path(path_segments)
     links = {"self": f"{base_url}/metadata/{path}"}
     if family is StructureFamily.container:
         links["search"] = f"{base_url}/search/{path}"
@@ -368,7 +368,7 @@ def pagination_links(
     """The ``links`` of a search page (see :class:`PaginationLinks`)."""
     if offset < 0 or limit < 0 or count < 0:
         raise ClientInputError("offset, limit and count must not be negative")
-    route = f"{base_url.rstrip('/')}/search/{quoted_path(path_segments)}"
+    route = f"{base_url.rstrip('/')}/search/{quote_path(path_segments)}"
 
     def page(start: int) -> str:
         return f"{route}?page[offset]={start}&page[limit]={limit}"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import ClientInputError, InvalidDataError, InvalidRequestError
+from ..errors import ClientInputError, InvalidDataError, InvalidRequestError, UnsupportedError
 from .slicing import parse_int_tuple
 
 #: Values accepted in the ``fields=`` query parameter of ``/metadata`` and
@@ -133,7 +133,7 @@ class ArrayPatchParams(BaseModel):
         """
         current = tuple(current_shape)
         if not self.persist:
-            raise InvalidDataError("persist=false is not supported by hookbook")
+            raise UnsupportedError("persist=false is not supported by hookbook")
         if len(self.shape) != len(current):
             raise InvalidDataError(
                 f"the data has {len(self.shape)} axes (shape {list(self.shape)}), "

@@ -6,17 +6,19 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ClientInputError
+from ..errors import ClientInputError, InvalidRequestError
 
 
 def parse_int_tuple(text: str | None, *, name: str) -> tuple[int, ...]:
     """Parse a comma-separated list of non-negative integers (``"3"``,
-    ``"3,0"``), as in the ``offset`` and ``shape`` query parameters."""
+    ``"3,0"``), as in the ``offset``, ``shape`` and ``block`` query
+    parameters. Missing or malformed: :class:`~hookbook.errors.InvalidRequestError`
+    (422, as Tiled's parameter patterns answer)."""
     if text is None or not text.strip():
-        raise ClientInputError(f"{name} is required (comma-separated integers)")
+        raise InvalidRequestError(f"{name} is required (comma-separated integers)")
     parts = [p.strip() for p in text.split(",")]
     if not all(re.fullmatch(r"\d+", p) for p in parts):
-        raise ClientInputError(
+        raise InvalidRequestError(
             f"{name} must be comma-separated non-negative integers, not {text!r}"
         )
     return tuple(int(p) for p in parts)
@@ -39,7 +41,7 @@ def _slice_piece(piece: str, part: str) -> int | None:
     if piece == "":
         return None
     if not _INT.match(piece):
-        raise ClientInputError(f"invalid slice part {part!r}: {piece!r} is not an integer")
+        raise InvalidRequestError(f"invalid slice part {part!r}: {piece!r} is not an integer")
     return int(piece)
 
 
@@ -88,7 +90,7 @@ def parse_slice(text: str | None, shape: Sequence[int]) -> tuple[slice | int, ..
                 raise ClientInputError(f"invalid slice part {part!r}: step must not be zero")
             parsed.append(slice(start, stop, step))
         else:
-            raise ClientInputError(f"invalid slice part {part!r}: too many ':'")
+            raise InvalidRequestError(f"invalid slice part {part!r}: too many ':'")
     explicit = [p for p in parsed if p is not Ellipsis]
     if len(explicit) > ndim:
         raise ClientInputError(f"slice {text!r} has {len(explicit)} indices, the array {ndim} axes")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import ClientInputError, validation_message
+from ..errors import ClientInputError, InvalidRequestError, validation_message
 from .constants import ARROW_SCHEMA_PREFIX
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -254,17 +254,17 @@ class ArrayStructure(BaseModel):
 
     def block_region(self, block: Sequence[int]) -> tuple[slice, ...]:
         """Where block ``block`` (one index per axis, on :attr:`chunks`) lies in
-        the array. Raises :class:`~hookbook.errors.ClientInputError` for a
-        block that does not exist."""
+        the array. Raises :class:`~hookbook.errors.InvalidRequestError` (422, as
+        Tiled) for a block that does not exist."""
         if len(block) != len(self.shape):
-            raise ClientInputError(
+            raise InvalidRequestError(
                 f"block {list(block)} has {len(block)} indices; the array has "
                 f"{len(self.shape)} axes"
             )
         region = []
         for axis, (index, sizes) in enumerate(zip(block, self.chunks, strict=True)):
             if not 0 <= index < len(sizes):
-                raise ClientInputError(
+                raise InvalidRequestError(
                     f"block {list(block)} does not exist: axis {axis} has {len(sizes)} "
                     f"chunks ({list(sizes)})"
                 )

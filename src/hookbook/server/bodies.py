@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from ..config import ApiKey
-from ..errors import ClientInputError, InvalidTextError, PayloadTooLargeError
+from ..errors import ClientInputError, InvalidRequestError, InvalidTextError, PayloadTooLargeError
 from .deps import ServicesDep, require
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -59,7 +59,7 @@ def decode_json(raw: bytes, *, max_depth: int) -> Any:
     except RecursionError:
         raise ClientInputError("body is not usable JSON: it is nested too deeply") from None
     except ValueError as exc:
-        raise ClientInputError(f"body is not valid JSON: {exc}") from None
+        raise InvalidRequestError(f"body is not valid JSON: {exc}") from None
     check_json(value, max_depth=max_depth, where="body", escaped=_may_hold_surrogates(raw))
     return value
 

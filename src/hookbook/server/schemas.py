@@ -8,14 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..config import ApiKey
+from ..events import EventName
 from ..webhooks.records import AttemptRecord, DeliveryRecord, WebhookRecord
-
-EventName = Literal[
-    "container-child-created",
-    "container-child-metadata-updated",
-    "stream-closed",
-    "container-child-deleted",
-]
 
 #: Longest signing secret accepted.
 MAX_SECRET_LENGTH = 512

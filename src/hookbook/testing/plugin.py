@@ -22,9 +22,10 @@ Fixtures (all function scope):
 The marker ``@pytest.mark.hookbook_realtime`` gives ``simple_server`` the
 production retry schedule (waits of about 1 s and 5 s).
 
-This module imports only pytest and the standard library: the receiver, the
-server and the client are imported inside the fixtures, so loading the
-plugin costs nothing and never breaks a pytest run.
+This module imports only pytest, the standard library and the retry
+schedules of :mod:`hookbook.webhooks.policy` (standard library only): the
+receiver, the server and the client are imported inside the fixtures, so
+loading the plugin costs nothing and never breaks a pytest run.
 """
 
 from __future__ import annotations
@@ -35,16 +36,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from hookbook.webhooks.policy import DEFAULT_RETRY_SCHEDULE, TESTING_RETRY_SCHEDULE
+
 if TYPE_CHECKING:
     from hookbook.server import SimpleServer
     from hookbook.testing.receiver import WebhookReceiver
 
 __all__ = ["REALTIME_RETRY_SCHEDULE", "TESTING_RETRY_SCHEDULE"]
 
-#: Seconds between attempts in testing mode: three attempts within milliseconds.
-TESTING_RETRY_SCHEDULE: tuple[float, ...] = (0.01, 0.01)
 #: The production default (as Tiled): waits of about 1 s and 5 s.
-REALTIME_RETRY_SCHEDULE: tuple[float, ...] = (1, 5)
+REALTIME_RETRY_SCHEDULE = DEFAULT_RETRY_SCHEDULE
 
 _REALTIME_MARKER = "hookbook_realtime"
 

@@ -44,6 +44,7 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
 from hookbook.errors import SignatureError
+from hookbook.paths import split_path
 from hookbook.signing import verify
 
 from .inspector import PREFIX as INSPECTOR_PREFIX
@@ -896,9 +897,7 @@ def _parse_json(body: bytes) -> Any:
 def _normalize_path(path: str | Sequence[str] | None) -> tuple[str, ...] | None:
     if path is None:
         return None
-    if isinstance(path, str):
-        return tuple(segment for segment in path.split("/") if segment)
-    return tuple(str(segment) for segment in path)
+    return split_path(path)
 
 
 def _format_node_path(path: tuple[str, ...] | None) -> str:

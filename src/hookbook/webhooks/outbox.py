@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from ..catalog.paths import prefixes
 from ..db import Database, WriteTransaction, attempts, deliveries, event_log, webhooks
+from ..paths import prefixes
 from .clock import Clock
 from .history import with_payload
 from .policy import Decision

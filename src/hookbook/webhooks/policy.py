@@ -43,12 +43,16 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+# The standard library only (and hookbook.errors): the pytest plugin imports the
+# schedules above without hookbook's dependencies, and the settings take their
+# defaults from here.
 from hookbook.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_RETRY_AFTER_CAP",
     "DEFAULT_RETRY_SCHEDULE",
     "JITTER",
+    "TESTING_RETRY_SCHEDULE",
     "Decision",
     "Verdict",
     "check_schedule",
@@ -60,6 +64,8 @@ __all__ = [
 
 #: Waits (seconds) between attempts; attempts = len + 1. Tiled's: 3 attempts, ~1 s, ~5 s.
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (1.0, 5.0)
+#: The testing-mode schedule (the pytest plugin's): three attempts within milliseconds.
+TESTING_RETRY_SCHEDULE: tuple[float, ...] = (0.01, 0.01)
 #: Each wait varies by up to this fraction of itself, either way.
 JITTER = 0.2
 #: The longest ``Retry-After`` honoured, in seconds.

@@ -18,10 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from ..catalog.paths import join_path, parse_path
 from ..config import WebhookSettings
 from ..db import Database, WriteTransaction, attempts, deliveries, nodes, webhooks
 from ..errors import ConflictError, DuplicateWebhookError, NotFoundError, SecretUnavailable
+from ..paths import join_path, parse_path
 from ..url_safety import Resolver, UrlPolicy, check_target
 from .clock import Clock
 from .outbox import settle_queued

@@ -15,15 +15,14 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import ValidationError
 
 from ... import protocol
 from ..._version import __version__
 from ...catalog.decoding import table_from_ipc
-from ...catalog.paths import check_key, parse_path
 from ...catalog.store import CatalogStore, Node
-from ...errors import ClientInputError, validation_message
+from ...errors import ClientInputError, InvalidRequestError, UnsupportedError
 from ...patching import PatchBudget
+from ...paths import parse_path
 from ..bodies import decode_json, read_body
 from ..deps import ReadMetadata, StoreDep, WriteMetadata
 
@@ -66,13 +65,6 @@ async def _json(request: Request, store: CatalogStore) -> Any:
     limits = store.limits
     raw = await read_body(request, limits.max_json_body_bytes)
     return decode_json(raw, max_depth=2 * limits.max_metadata_depth + 8)
-
-
-def _parse(model: type[Any], data: Any) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ClientInputError(validation_message(exc, root="body")) from None
 
 
 async def node_item(store: CatalogStore, node: Node, base: str) -> dict[str, Any]:
@@ -155,12 +147,7 @@ async def search(
 @router.post("/metadata/{path:path}", summary="Create a child node")
 async def create(path: str, request: Request, store: StoreDep, _: WriteMetadata) -> dict[str, Any]:
     data = await _json(request, store)
-    if isinstance(data, dict) and isinstance(data.get("id"), str):
-        # A bad key is an InvalidKeyError (422), with the store's own limit.
-        check_key(data["id"], max_length=store.limits.max_key_length)
-    body = _parse(protocol.CreateNodeRequest, data)
-    if body.id is None:
-        raise ClientInputError("id (the new node's key) is required")
+    body = protocol.parse_body(protocol.CreateNodeRequest, data)
     structure = body.structure()
     node = await store.create(
         path,
@@ -200,7 +187,7 @@ async def _update(
 async def patch_metadata(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
-    body = _parse(protocol.MetadataPatchRequest, await _json(request, store))
+    body = protocol.parse_body(protocol.MetadataPatchRequest, await _json(request, store))
     limits = store.limits
     budget = PatchBudget(limits.max_metadata_bytes, limits.max_patch_operations)
     return await _update(store, path, functools.partial(body.apply, budget=budget))
@@ -210,7 +197,7 @@ async def patch_metadata(
 async def replace_metadata(
     path: str, request: Request, store: StoreDep, _: WriteMetadata
 ) -> dict[str, Any]:
-    body = _parse(protocol.MetadataReplaceRequest, await _json(request, store))
+    body = protocol.parse_body(protocol.MetadataReplaceRequest, await _json(request, store))
     return await _update(store, path, body.apply)
 
 
@@ -295,7 +282,7 @@ def _parse_key(
     if expected_shape is not None:
         actual = protocol.sliced_shape(key, shape)
         if tuple(actual) != tuple(expected_shape):
-            raise ClientInputError(
+            raise InvalidRequestError(
                 f"the slice has shape {list(actual)}; the client expected {list(expected_shape)}"
             )
     return key
@@ -351,7 +338,7 @@ async def put_array_block(
     """Until the array's data is complete, blocks are on the chunk grid declared
     at creation (as the tiled client uploads them); see ``docs/tiled-protocol.md``."""
     if not persist:
-        raise ClientInputError("persist=false is not supported by hookbook")
+        raise UnsupportedError("persist=false is not supported by hookbook")
     if "slice" in request.query_params:
         raise ClientInputError("hookbook writes whole blocks only: slice is not supported")
     node = await store.get(path)

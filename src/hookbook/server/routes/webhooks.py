@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from ...config import ApiKey
 from ...errors import PermissionDeniedError
+from ...events import EventName
 from ...url_safety import check_url_syntax
 from ...webhooks.service import WebhookService
 from ..bodies import openapi_body, webhook_body
@@ -23,7 +24,6 @@ from ..deps import ReadWebhooks, WriteWebhooks, get_webhook_service, require
 from ..schemas import (
     DeliveryDetail,
     DeliveryOut,
-    EventName,
     WebhookOut,
     WebhookPatch,
     WebhookRegistration,

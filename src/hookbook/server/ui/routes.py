@@ -9,7 +9,7 @@ service's public methods, as the API routes call them.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 from ...errors import ClientInputError, ConflictError, HookbookError
+from ...events import EventType
 from ...webhooks.records import DeliveryRecord
 from ..deps import ServicesDep, get_webhook_service
 from ..routes.webhooks import DeliveryId, WebhookId
-from ..schemas import EventName
 from .auth import (
     SessionDep,
     SignInRequired,
@@ -41,7 +41,7 @@ from .views import timeline
 #: Deliveries per page of a webhook's history.
 PAGE_SIZE = 25
 OUTCOMES = ("pending", "success", "failed")
-EVENT_TYPES = (*get_args(EventName), "ping")
+EVENT_TYPES = tuple(event_type.value for event_type in EventType)
 LIVE_PREFIX = "/ui/live/"
 
 Service = Annotated[Any, Depends(get_webhook_service)]
