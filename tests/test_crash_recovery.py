@@ -153,15 +153,21 @@ def _start_child(directory: Path, log: Path) -> tuple[subprocess.Popen[str], str
             stderr=stderr,
             text=True,
         )
+    return child, _announced_uri(child, log)
+
+
+def _announced_uri(child: subprocess.Popen[str], log: Path, timeout: float = 30) -> str:
+    """The URI the child prints once its server is up (read with a bound: a child
+    that hangs or dies fails the test with its log instead of blocking it)."""
     line: list[str] = []
     reader = threading.Thread(target=lambda: line.append(child.stdout.readline()), daemon=True)
     reader.start()
-    reader.join(30)
+    reader.join(timeout)
     if not line or not line[0].startswith("http"):
         child.kill()
         child.communicate(timeout=10)
         raise AssertionError(f"the server process did not start: {log.read_text()}")
-    return child, line[0].strip()
+    return line[0].strip()
 
 
 @pytest.mark.slow
@@ -454,8 +460,7 @@ def test_kill_9_during_appends_loses_nothing_acknowledged(tmp_path):
             stderr=log,
             text=True,
         )
-    uri = child.stdout.readline().strip()
-    assert uri.startswith("http"), (tmp_path / "child.log").read_text()
+    uri = _announced_uri(child, tmp_path / "child.log")
     acked: dict[str, list[int]] = {"a": [], "t": []}
     stopped = threading.Event()
 
