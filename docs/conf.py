@@ -59,7 +59,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     # Third-party types in signatures: without intersphinx (the build needs no network)
     # Sphinx cannot link them, and they are not hookbook's to document.
-    ("py:.*", r"(numpy|pandas|pyarrow|pydantic|annotated_types|httpx|fastapi|starlette)\..*"),
+    ("py:.*", r"(numpy|np|pandas|pyarrow|pydantic|annotated_types|httpx|fastapi|starlette)\..*"),
     # The standard library, for the same reason (no intersphinx to docs.python.org).
     ("py:.*", r"(collections\.abc|datetime|os|pathlib|enum|hmac|typing)\..*"),
     # Internal seams that appear in public signatures but are not public API: the
