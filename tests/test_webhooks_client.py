@@ -9,7 +9,12 @@ import pytest
 
 from hookbook.client import Attempt, DeliveryRecord, Webhook, from_uri
 from hookbook.client.webhooks import DeliveryList, WebhookList
-from hookbook.errors import DuplicateWebhookError, NotFoundError, PermissionDeniedError
+from hookbook.errors import (
+    DuplicateWebhookError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from hookbook.server import SimpleServer
 from hookbook.testing import WebhookReceiver
 
@@ -98,6 +103,23 @@ def test_errors_are_hookbook_exceptions(client, receiver):
         client.webhooks.register(receiver.url, path="missing")
     with pytest.raises(NotFoundError):
         client.webhooks.delivery(99999)
+
+
+def test_bad_bodies_are_refused_by_the_servers_own_models_before_sending(server, client, receiver):
+    hook = client.webhooks.register(receiver.url, events=[])  # [] means every event
+    assert hook.events is None
+    # Refused by the client: the server's own 422 would name the location "body.events.0".
+    with pytest.raises(InvalidRequestError, match=r"^events\.0: Input should be"):
+        client.webhooks.register(receiver.url + "/other", events=["entry-created"])
+    with pytest.raises(InvalidRequestError, match="lists stream-closed more than once"):
+        client.webhooks.register(receiver.url + "/other", events=["stream-closed", "stream-closed"])
+    with pytest.raises(InvalidRequestError, match="active may not be null"):
+        client.webhooks.update(hook.id, active=None)
+    with pytest.raises(InvalidRequestError, match=r"^secret: String should have at least 1"):
+        client.webhooks.update(hook.id, secret="")
+    # Nothing reached the server: one webhook, unchanged.
+    (only,) = client.webhooks.list_all()
+    assert (only.id, only.active, only.has_secret) == (hook.id, True, False)
 
 
 def test_a_narrow_key_gets_permission_denied(server, receiver):

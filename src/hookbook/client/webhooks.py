@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from ..paths import quote_path, split_path
+from ..protocol import parse_body
+from ..webhooks.bodies import WebhookPatch, WebhookRegistration
 from .transport import Transport
 
 
@@ -187,6 +189,12 @@ class WebhookList(list[Webhook]):
         )
 
 
+def _body(model: type[WebhookRegistration | WebhookPatch], given: dict[str, Any]) -> Any:
+    """``given`` checked by the model the server reads them with (an
+    :class:`~hookbook.errors.InvalidRequestError` before anything is sent), as JSON."""
+    return parse_body(model, given).model_dump(mode="json", exclude_unset=True)
+
+
 def _path(path: str | Sequence[str]) -> str:
     return quote_path(split_path(path))
 
@@ -206,11 +214,12 @@ class Webhooks:
         events: Sequence[str] | None = None,
     ) -> Webhook:
         """Register ``url`` for the events of the node at ``path`` (from the root) and below."""
-        body: dict[str, Any] = {"url": url}
+        given: dict[str, Any] = {"url": url}
         if secret is not None:
-            body["secret"] = secret
+            given["secret"] = secret
         if events is not None:
-            body["events"] = list(events)
+            given["events"] = list(events)
+        body = _body(WebhookRegistration, given)
         return Webhook.from_json(self._t.json("POST", f"webhooks/target/{_path(path)}", json=body))
 
     def list(self, path: str | Sequence[str] = "") -> WebhookList:
@@ -230,7 +239,8 @@ class Webhooks:
         unknown = set(changes) - allowed
         if unknown:
             raise TypeError(f"update() got unexpected fields {sorted(unknown)}; allowed: {allowed}")
-        return Webhook.from_json(self._t.json("PATCH", f"webhooks/{int(webhook_id)}", json=changes))
+        body = _body(WebhookPatch, changes)
+        return Webhook.from_json(self._t.json("PATCH", f"webhooks/{int(webhook_id)}", json=body))
 
     def delete(self, webhook_id: int) -> None:
         self._t.json("DELETE", f"webhooks/{int(webhook_id)}")

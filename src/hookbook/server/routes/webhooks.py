@@ -18,16 +18,11 @@ from ...config import ApiKey
 from ...errors import PermissionDeniedError
 from ...events import EventName
 from ...url_safety import check_url_syntax
+from ...webhooks.bodies import WebhookPatch, WebhookRegistration
 from ...webhooks.service import WebhookService
 from ..bodies import openapi_body, webhook_body
 from ..deps import ReadWebhooks, WriteWebhooks, get_webhook_service, require
-from ..schemas import (
-    DeliveryDetail,
-    DeliveryOut,
-    WebhookOut,
-    WebhookPatch,
-    WebhookRegistration,
-)
+from ..schemas import DeliveryDetail, DeliveryOut, WebhookOut
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
