@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import httpx
 import pytest
 
+from hookbook.config import WebhookSettings
 from hookbook.errors import ConfigurationError
 from hookbook.webhooks.policy import (
     DEFAULT_RETRY_AFTER_CAP,
@@ -37,7 +38,6 @@ def test_defaults_match_tiled():
 
 
 def test_the_defaults_have_one_home():
-    from hookbook.config import WebhookSettings
     from hookbook.testing import plugin
 
     fields = WebhookSettings.model_fields
@@ -111,12 +111,17 @@ def test_check_schedule_accepts(schedule, expected):
         ([float("inf")], "[0] = inf"),
         ([True], "[0] = True"),
         (["1"], "[0] = '1'"),
+        ([1] * 21, "at most 20 retries, not 21"),
     ],
 )
 def test_check_schedule_refuses(schedule, message):
     with pytest.raises(ConfigurationError) as info:
         check_schedule(schedule)
     assert "webhooks.retry_schedule" in str(info.value)
+    assert message in str(info.value)
+    # The configuration applies the same rule (one home for it).
+    with pytest.raises(ConfigurationError) as info:
+        WebhookSettings(retry_schedule=schedule)
     assert message in str(info.value)
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigurationError, validation_message
 from .paths import MAX_KEY_LENGTH
-from .webhooks.policy import DEFAULT_RETRY_AFTER_CAP, DEFAULT_RETRY_SCHEDULE
+from .webhooks.policy import DEFAULT_RETRY_AFTER_CAP, DEFAULT_RETRY_SCHEDULE, check_schedule
 
 __all__ = [
     "SCOPES",
@@ -157,14 +157,10 @@ class WebhookSettings(_Strict):
             )
         return keys
 
-    @field_validator("retry_schedule")
+    @field_validator("retry_schedule", mode="before")
     @classmethod
-    def _schedule_ok(cls, schedule: tuple[float, ...]) -> tuple[float, ...]:
-        if any(wait < 0 for wait in schedule):
-            raise ValueError("webhooks.retry_schedule waits must be >= 0 seconds")
-        if len(schedule) > 20:
-            raise ValueError("webhooks.retry_schedule allows at most 20 retries")
-        return schedule
+    def _schedule_ok(cls, schedule: Any) -> tuple[float, ...]:
+        return check_schedule(schedule)  # a ConfigurationError naming the setting
 
 
 class Limits(_Strict):

@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_RETRY_AFTER_CAP",
     "DEFAULT_RETRY_SCHEDULE",
     "JITTER",
+    "MAX_RETRIES",
     "TESTING_RETRY_SCHEDULE",
     "Decision",
     "Verdict",
@@ -66,6 +67,8 @@ __all__ = [
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (1.0, 5.0)
 #: The testing-mode schedule (the pytest plugin's): three attempts within milliseconds.
 TESTING_RETRY_SCHEDULE: tuple[float, ...] = (0.01, 0.01)
+#: The most retries a schedule may list.
+MAX_RETRIES = 20
 #: Each wait varies by up to this fraction of itself, either way.
 JITTER = 0.2
 #: The longest ``Retry-After`` honoured, in seconds.
@@ -80,13 +83,17 @@ def check_schedule(
 ) -> tuple[float, ...]:
     """Validate a retry schedule; return it as a tuple of floats.
 
-    Every entry must be a finite number ``>= 0`` (not a bool); an empty
-    schedule means a single attempt. Raises ``ConfigurationError`` naming
-    ``setting``.
+    Every entry must be a finite number ``>= 0`` (not a bool), at most
+    :data:`MAX_RETRIES` of them; an empty schedule means a single attempt.
+    Raises ``ConfigurationError`` naming ``setting``.
     """
     if isinstance(schedule, str | bytes) or not isinstance(schedule, Sequence):
         raise ConfigurationError(
             f"{setting} must be a list of seconds, e.g. [1, 5]", setting=setting
+        )
+    if len(schedule) > MAX_RETRIES:
+        raise ConfigurationError(
+            f"{setting} allows at most {MAX_RETRIES} retries, not {len(schedule)}", setting=setting
         )
     waits = []
     for index, entry in enumerate(schedule):
