@@ -516,15 +516,22 @@ def test_every_process_of_serve_knows_the_session(tmp_path, pg_url):
     )
     with ServeProcess(config, args=("--processes", "2")) as server:  # stopped on any error
         server.wait_ready(timeout=120)
+        # Generous bounds: the second process may still be starting on a busy machine.
         signin = httpx.post(
-            f"{server.base_url}/ui/signin", data={"api_key": "k" * 16}, follow_redirects=False
+            f"{server.base_url}/ui/signin",
+            data={"api_key": "k" * 16},
+            follow_redirects=False,
+            timeout=30,
         )
         assert signin.status_code == 303
         name = f"hookbook_session_{server.port}"
         cookies = {name: signin.cookies[name]}
         for _ in range(30):  # a new connection each: the processes take turns accepting
             response = httpx.get(
-                f"{server.base_url}/ui/", cookies=cookies, headers={"Connection": "close"}
+                f"{server.base_url}/ui/",
+                cookies=cookies,
+                headers={"Connection": "close"},
+                timeout=30,
             )
             assert response.status_code == 200
         assert server.stop() == 0
