@@ -14,7 +14,12 @@ a busy machine slows them alike; the table shows medians and the ratio.
 Target (issue 13): ``import hookbook.client`` at most as slow as ``import
 tiled.client`` in the same run.
 
-    python bench/bench_imports.py [--quick] [--rounds N] [--markdown PATH]
+    python bench/bench_imports.py [--quick] [--rounds N] [--python PATH] [--markdown PATH]
+
+``--python`` measures hookbook and tiled in another interpreter: the development
+venv holds hundreds of distributions, and pydantic scans their entry points at
+import; a lean venv (``uv venv /tmp/lean && uv pip install -p /tmp/lean .
+"tiled[client]==0.2.20"``) is closer to a notebook user's.
 """
 
 from __future__ import annotations
@@ -79,10 +84,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser)
     parser.add_argument("--rounds", type=int, help="fresh interpreters per target (default 15)")
+    parser.add_argument(
+        "--python", default=sys.executable, help="the interpreter holding hookbook and tiled"
+    )
     args = parser.parse_args()
     rounds = args.rounds or (5 if args.quick else 15)
 
-    here = sys.executable
+    here = args.python
     tiled_venv = cache_dir() / "tiled-0.2.20" / "bin" / "python"
     targets = {
         "hookbook.client": (here, "hookbook.client"),
