@@ -524,6 +524,25 @@ def test_unsupported_tiled_routes_say_so(api, unchanged, method, route):
 
 
 @pytest.mark.parametrize(
+    ("route", "params", "native"),
+    [
+        ("/array/full/ok/arr", {}, "application/octet-stream"),
+        ("/array/block/ok/arr", {"block": "0,0"}, "application/octet-stream"),
+        ("/table/full/ok/tbl", {}, "application/vnd.apache.arrow.file"),
+        ("/table/partition/ok/tbl", {"partition": 0}, "application/vnd.apache.arrow.file"),
+    ],
+)
+def test_only_the_native_format_is_exported(api, unchanged, route, params, native):
+    # Tiled's export(file, format="text/csv") must not get native bytes under a CSV name.
+    for other in ("text/csv", "csv", "application/json"):
+        body = assert_error(api.get(route, params={**params, "format": other}), 406, native)
+        assert body["error"] == "NotAcceptableError"
+        assert repr(other) in body["detail"]
+    assert api.get(route, params={**params, "format": native}).status_code == 200
+    assert api.get(route, params=params).status_code == 200
+
+
+@pytest.mark.parametrize(
     "method,params,content,status,words",
     [
         ("PUT", {}, b"", 422, ["block is required"]),

@@ -42,6 +42,7 @@ PUBLIC = {
         "InvalidURLError",
         "MissingSignatureError",
         "NotAStreamError",
+        "NotAcceptableError",
         "NotFoundError",
         "PayloadTooLargeError",
         "PermissionDeniedError",

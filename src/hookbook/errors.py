@@ -18,6 +18,7 @@ The tree::
     |   +-- UnsafeURLError             (400)  a webhook target that is blocked or does not resolve
     |   +-- SecretsNotConfiguredError  (400)  a webhook secret but no secret_keys configured
     |   +-- UnsupportedError           (400)  a part of Tiled's protocol hookbook does not serve
+    |       +-- NotAcceptableError     (406)  an export format other than the native one
     +-- PayloadTooLargeError           (413)  metadata or a body over its documented cap
     +-- AuthenticationError            (401)  missing or unknown API key
     +-- PermissionDeniedError          (403)  the key lacks the scope the route needs
@@ -69,6 +70,7 @@ __all__ = [
     "InvalidURLError",
     "MissingSignatureError",
     "NotAStreamError",
+    "NotAcceptableError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -153,6 +155,12 @@ class UnsupportedError(ClientInputError):
     status_code = 400
 
 
+class NotAcceptableError(UnsupportedError):
+    """A ``format=`` hookbook does not export (it serves the native media type only)."""
+
+    status_code = 406
+
+
 class PayloadTooLargeError(HookbookError):
     status_code = 413
 
@@ -234,6 +242,7 @@ _BY_STATUS: dict[int, type[HookbookError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    406: NotAcceptableError,
     409: ConflictError,
     413: PayloadTooLargeError,
     422: ClientInputError,

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ... import protocol
 from ..._version import __version__
 from ...catalog.decoding import table_from_ipc
 from ...catalog.store import CatalogStore, Node
-from ...errors import ClientInputError, InvalidRequestError, UnsupportedError
+from ...errors import ClientInputError, InvalidRequestError, NotAcceptableError, UnsupportedError
 from ...patching import PatchBudget
 from ...paths import parse_path
 from ..bodies import decode_json, read_body
@@ -292,7 +292,23 @@ def _block_index(block: str, ndim: int) -> tuple[int, ...]:
     return protocol.parse_int_tuple(block, name="block") if ndim else ()
 
 
-@router.get("/array/full/{path:path}", summary="Read an array (optionally a slice)")
+def _only(media_type: str) -> Any:
+    """A dependency answering 406 to ``format=`` other than ``media_type``: hookbook
+    exports nothing else, and native bytes saved under another format's name (Tiled's
+    ``export(file, format=...)``) would be silently wrong."""
+
+    def check(format: str | None = None) -> None:
+        if format is not None and format != media_type:
+            raise NotAcceptableError(f"hookbook serves {media_type} only, not format={format!r}")
+
+    return Depends(check)
+
+
+@router.get(
+    "/array/full/{path:path}",
+    summary="Read an array (optionally a slice)",
+    dependencies=[_only(protocol.ARRAY_MIME_TYPE)],
+)
 async def get_array(
     path: str,
     store: StoreDep,
@@ -306,7 +322,11 @@ async def get_array(
     return _array_response(await store.read_array(node, key))
 
 
-@router.get("/array/block/{path:path}", summary="Read one block of an array's chunk grid")
+@router.get(
+    "/array/block/{path:path}",
+    summary="Read one block of an array's chunk grid",
+    dependencies=[_only(protocol.ARRAY_MIME_TYPE)],
+)
 async def get_array_block(
     path: str,
     store: StoreDep,
@@ -376,7 +396,11 @@ async def put_table(
     return {}
 
 
-@router.get("/table/full/{path:path}", summary="Read a table: all partitions (Arrow IPC file)")
+@router.get(
+    "/table/full/{path:path}",
+    summary="Read a table: all partitions (Arrow IPC file)",
+    dependencies=[_only(ARROW_FILE)],
+)
 async def get_table(
     path: str,
     store: StoreDep,
@@ -386,7 +410,11 @@ async def get_table(
     return _arrow_file(_columns(await store.read_table(path), column))
 
 
-@router.get("/table/partition/{path:path}", summary="Read one partition (Arrow IPC file)")
+@router.get(
+    "/table/partition/{path:path}",
+    summary="Read one partition (Arrow IPC file)",
+    dependencies=[_only(ARROW_FILE)],
+)
 async def get_partition(
     path: str,
     store: StoreDep,
