@@ -17,7 +17,13 @@ import pytest
 
 import hookbook.testing
 from hookbook.signing import sign_headers
-from hookbook.testing import Delivery, ResetConnection, ScriptedResponse, WebhookReceiver
+from hookbook.testing import (
+    Delivery,
+    ResetConnection,
+    ScriptedResponse,
+    WebhookReceiver,
+    http_server,
+)
 from hookbook.testing import receiver as receiver_module
 
 SECRET = "test-secret"
@@ -584,13 +590,13 @@ def test_accepted_sockets_set_tcp_nodelay(
     receiver: WebhookReceiver, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[int] = []
-    setup = receiver_module._Handler.setup
+    setup = http_server.Handler.setup
 
     def recording_setup(self: Any) -> None:
         setup(self)
         seen.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
-    monkeypatch.setattr(receiver_module._Handler, "setup", recording_setup)
+    monkeypatch.setattr(http_server.Handler, "setup", recording_setup)
     send(http, receiver.url, created())
     send(http, receiver.url, created())
     assert len(seen) == 2
