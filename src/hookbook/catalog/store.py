@@ -36,13 +36,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from pydantic import ValidationError
 
 from .. import events as ev
 from ..config import Limits, StorageSettings
@@ -59,13 +58,11 @@ from ..errors import (
     AlreadyExistsError,
     ClientInputError,
     ConflictError,
-    InvalidDataError,
     InvalidPathError,
     NotAStreamError,
     NotFoundError,
     PayloadTooLargeError,
     StreamClosedError,
-    validation_message,
 )
 from ..paths import check_key, join_path, parse_path
 from ..protocol import (
@@ -82,6 +79,14 @@ from ..storage.arrays import chunk_lengths
 from . import validation
 from .decoding import array_from_bytes
 from .locking import KeyedLocks
+from .nodes import (
+    Node,
+    check_open,
+    check_partition,
+    check_readable,
+    check_writable,
+    with_article,
+)
 
 __all__ = ["CatalogStore", "EventHook", "Node"]
 
@@ -94,43 +99,6 @@ logger = logging.getLogger(__name__)
 #: node deleted before it was announced): no event goes out, but what hangs on
 #: the node (its webhooks) goes with it.
 EventHook = Callable[[WriteTransaction, int | None, str, tuple[str, ...]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Node:
-    """One catalog entry, as stored."""
-
-    id: int
-    path: tuple[str, ...]
-    structure_family: str
-    metadata: dict[str, Any]
-    specs: list[dict[str, Any]]
-    structure: dict[str, Any] | None
-    data_location: str | None
-    announced: bool
-    stream_closed: bool
-    time_created: datetime
-    time_updated: datetime
-
-    @property
-    def key(self) -> str:
-        return self.path[-1] if self.path else ""
-
-    @classmethod
-    def from_row(cls, row: Any) -> Node:
-        return cls(
-            id=row.id,
-            path=parse_path(row.path),
-            structure_family=row.structure_family,
-            metadata=row.metadata,
-            specs=row.specs,
-            structure=row.structure,
-            data_location=row.data_location,
-            announced=bool(row.announced),
-            stream_closed=row.stream_closed,
-            time_created=row.time_created,
-            time_updated=row.time_updated,
-        )
 
 
 #: Given the transaction and the node as it is now (row locked), write the
@@ -156,7 +124,7 @@ class _Locked:
                 raise NotFoundError(
                     f"{join_path(self.node.path)!r} was deleted meanwhile", path=list(current.path)
                 )
-            _check_open(current)
+            check_open(current)
             return await write(tx, current)
 
         return await self.store.db.transaction(body)
@@ -282,9 +250,9 @@ class CatalogStore:
         """The structure of an array node (409 for another family, or, with
         ``require_data``, before its data is written)."""
         if require_data:
-            _require_data(node, "array")
+            check_readable(node, "array")
         else:
-            _check_writable(node, "array")
+            check_writable(node, "array")
         return ArrayStructure.model_validate(node.structure)
 
     async def read_array(self, node: Node, key: tuple[slice | int, ...]) -> np.ndarray:
@@ -302,10 +270,10 @@ class CatalogStore:
         segments = parse_path(path)
         async with self.db.read() as conn:  # the node and its fragments at one moment
             node = await self._get(conn, segments)
-            _require_data(node, "table")
+            check_readable(node, "table")
             structure = TableStructure.model_validate(node.structure)
             if partition is not None:
-                _check_partition(node, structure, partition)
+                check_partition(node, structure, partition)
             locations = [f.location for f in await _fragments(conn, node.id, partition)]
         return await asyncio.to_thread(
             self.storage.tables.read, locations, structure.decoded_schema()
@@ -318,7 +286,7 @@ class CatalogStore:
             return {}
         if not isinstance(metadata, dict):
             raise ClientInputError(f"metadata must be a JSON object, not {type(metadata).__name__}")
-        depth = _nesting_depth(metadata)
+        depth = validation.nesting_depth(metadata)
         if depth > self.limits.max_metadata_depth:
             raise ClientInputError(
                 f"metadata is nested {depth} levels deep; the limit is "
@@ -417,7 +385,7 @@ class CatalogStore:
             if parent.structure_family != "container":
                 raise ConflictError(
                     f"cannot create {key!r} inside {join_path(parent_segments)!r}: "
-                    f"it is {_a(parent.structure_family)}, not a container"
+                    f"it is {with_article(parent.structure_family)}, not a container"
                 )
             taken = await tx.execute(
                 sa.select(nodes.c.id).where(nodes.c.path == join_path(segments))
@@ -600,14 +568,14 @@ class CatalogStore:
                 node = await self.get(segments)
                 if node.id != first.id:  # deleted and created again meanwhile
                     raise ConflictError(f"{join_path(segments)!r} changed meanwhile; try again")
-                _check_writable(node, family)
+                check_writable(node, family)
                 yield _Locked(self, node, None)
         else:
             # By hand, not Database.transaction(): the block writes data before the
             # commit, so it cannot simply be run again.
             async with self.db.write() as tx:
                 node = await self._get(tx.conn, segments, lock=True)
-                _check_writable(node, family)
+                check_writable(node, family)
                 yield _Locked(self, node, tx)
 
     async def _write_data(
@@ -724,7 +692,7 @@ class CatalogStore:
         self._check_size(len(data))
 
         async def write(node: Node, created: list[str]) -> Commit:
-            _require_data(node, "array")
+            check_readable(node, "array")
             assert node.data_location is not None
             params = params_for(node)
             structure = ArrayStructure.model_validate(node.structure)
@@ -829,8 +797,8 @@ class CatalogStore:
                     "them one by one (PUT /table/partition/...?partition=N)"
                 )
             index = partition or 0
-            _check_partition(node, declared, index)
-            rows, structure = _conform(
+            check_partition(node, declared, index)
+            rows, structure = validation.conform_table(
                 node, declared, table, fresh=declared.npartitions == 1, limits=self.limits
             )
             location = await self._new_fragment(rows, created)
@@ -861,8 +829,8 @@ class CatalogStore:
 
         async def write(node: Node, created: list[str]) -> Commit:
             declared = TableStructure.model_validate(node.structure)
-            _check_partition(node, declared, partition)
-            rows, structure = _conform(
+            check_partition(node, declared, partition)
+            rows, structure = validation.conform_table(
                 node, declared, table, fresh=not node.announced, limits=self.limits
             )
             location = await self._new_fragment(rows, created)
@@ -975,72 +943,6 @@ async def _fragments(conn: Any, node_id: int, partition: int | None) -> list[Any
     return list((await conn.execute(query.order_by(fragments.c.partition, fragments.c.id))).all())
 
 
-def _conform(
-    node: Node, declared: TableStructure, table: Any, *, fresh: bool, limits: Limits
-) -> tuple[Any, dict[str, Any]]:
-    """The rows to store and the node's structure after storing them. ``fresh``:
-    they set the table's schema (its first data, or all of it); otherwise they
-    are cast to the table's schema."""
-    import pyarrow as pa
-
-    if fresh:
-        try:
-            written = TableStructure.from_arrow_schema(table.schema, declared.npartitions)
-        except ValidationError as exc:
-            raise InvalidDataError(f"invalid table: {validation_message(exc)}") from None
-        except (ValueError, RecursionError) as exc:  # the schema's pandas metadata is JSON
-            raise InvalidDataError(f"invalid table: {exc}") from None
-        validation.check_structure("table", written.model_dump(mode="json"), limits)
-        if declared.columns and list(written.columns) != list(declared.columns):
-            raise InvalidDataError(
-                f"table has columns {list(written.columns)}; {list(declared.columns)} were declared"
-            )
-        return table, written.model_dump(mode="json")
-    schema = declared.decoded_schema()
-    if table.column_names != schema.names:
-        raise InvalidDataError(
-            f"rows have columns {table.column_names}; the table has {schema.names}"
-        )
-    try:
-        return table.cast(schema), node.structure or {}
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise InvalidDataError(f"rows do not match the table's column types: {exc}") from None
-
-
-def _check_writable(node: Node, family: str) -> None:
-    if node.structure_family == "container":
-        raise NotAStreamError(f"{join_path(node.path)!r} is a container: it holds no {family} data")
-    if node.structure_family != family:
-        raise ConflictError(
-            f"{join_path(node.path)!r} is {_a(node.structure_family)}, not {_a(family)}"
-        )
-    _check_open(node)
-
-
-def _check_open(node: Node) -> None:
-    if node.stream_closed:
-        raise StreamClosedError(
-            f"{join_path(node.path)!r} is closed: it takes no more data", path=list(node.path)
-        )
-
-
-def _require_data(node: Node, family: str) -> None:
-    if node.structure_family != family:
-        raise ConflictError(
-            f"{join_path(node.path)!r} is {_a(node.structure_family)}, not {_a(family)}"
-        )
-    if not node.announced:
-        raise ConflictError(f"no data has been written to {join_path(node.path)!r} yet")
-
-
-def _check_partition(node: Node, structure: TableStructure, partition: int) -> None:
-    if not 0 <= partition < structure.npartitions:
-        raise ClientInputError(
-            f"partition {partition} does not exist: {join_path(node.path)!r} has "
-            f"{structure.npartitions} (0 to {structure.npartitions - 1})"
-        )
-
-
 #: What a node's row weighs in a listing: its metadata and structure, as stored JSON.
 _STORED_BYTES = sa.func.length(sa.cast(nodes.c.metadata, sa.Text)) + sa.func.coalesce(
     sa.func.length(sa.cast(nodes.c.structure, sa.Text)), 0
@@ -1057,28 +959,6 @@ def _fitting(sizes: Sequence[int], budget: int) -> int:
     return len(sizes)
 
 
-def _nesting_depth(value: Any) -> int:
-    """How deeply objects and lists nest in ``value`` (``{}`` is 1), without recursion."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def _is_unique_violation(exc: Exception) -> bool:
     text = str(getattr(exc, "orig", exc)).lower()
     return "unique" in text or "duplicate" in text
-
-
-def _a(family: str) -> str:
-    """``"an array"``, ``"a table"``: a family name with its article."""
-    return ("an " if family[:1] in "aeiou" else "a ") + family

@@ -17,10 +17,16 @@ import json
 import math
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from ..config import Limits
-from ..errors import InvalidDataError, PayloadTooLargeError
+from ..errors import InvalidDataError, PayloadTooLargeError, validation_message
+from ..protocol import TableStructure
+
+if TYPE_CHECKING:
+    from .nodes import Node
 
 
 def array_nbytes(shape: Sequence[int], itemsize: int, limits: Limits) -> int:
@@ -273,3 +279,52 @@ class _Table:
         if start + 4 + count * width > len(self.data):
             raise InvalidDataError("an Arrow message's metadata is cut short")
         return [struct.unpack_from(fmt, self.data, start + 4 + i * width) for i in range(count)]
+
+
+def conform_table(
+    node: Node, declared: TableStructure, table: Any, *, fresh: bool, limits: Limits
+) -> tuple[Any, dict[str, Any]]:
+    """The rows to store and the node's structure after storing them. ``fresh``:
+    they set the table's schema (its first data, or all of it); otherwise they
+    are cast to the table's schema."""
+    import pyarrow as pa
+
+    if fresh:
+        try:
+            written = TableStructure.from_arrow_schema(table.schema, declared.npartitions)
+        except ValidationError as exc:
+            raise InvalidDataError(f"invalid table: {validation_message(exc)}") from None
+        except (ValueError, RecursionError) as exc:  # the schema's pandas metadata is JSON
+            raise InvalidDataError(f"invalid table: {exc}") from None
+        check_structure("table", written.model_dump(mode="json"), limits)
+        if declared.columns and list(written.columns) != list(declared.columns):
+            raise InvalidDataError(
+                f"table has columns {list(written.columns)}; {list(declared.columns)} were declared"
+            )
+        return table, written.model_dump(mode="json")
+    schema = declared.decoded_schema()
+    if table.column_names != schema.names:
+        raise InvalidDataError(
+            f"rows have columns {table.column_names}; the table has {schema.names}"
+        )
+    try:
+        return table.cast(schema), node.structure or {}
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidDataError(f"rows do not match the table's column types: {exc}") from None
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply objects and lists nest in ``value`` (``{}`` is 1), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
