@@ -28,7 +28,6 @@ Ratios within one run are what to compare on a shared machine.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -48,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import p50, p95, quiet_logs  # noqa: E402
+from _targets import replay  # noqa: E402
 
 from hookbook.client import from_uri  # noqa: E402
 from hookbook.db import event_log  # noqa: E402
@@ -102,27 +102,12 @@ def cpu() -> float:
 def replay_cpu(
     requests: list[tuple[str, bytes, dict[str, str]]], concurrency: int
 ) -> tuple[float, float]:
-    """Plain httpx: POST every request, ``concurrency`` at a time, keep-alive. Returns
-    (seconds, CPU seconds) of this process."""
-
-    async def run() -> tuple[float, float]:
-        queue: asyncio.Queue[tuple[str, bytes, dict[str, str]]] = asyncio.Queue()
-        for item in requests:
-            queue.put_nowait(item)
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as http:
-
-            async def one() -> None:
-                while not queue.empty():
-                    url, body, headers = queue.get_nowait()
-                    (await http.post(url, content=body, headers=headers)).raise_for_status()
-
-            await http.post(requests[0][0], content=requests[0][1], headers=requests[0][2])
-            start, start_cpu = time.perf_counter(), cpu()
-            await asyncio.gather(*(one() for _ in range(concurrency)))
-            return time.perf_counter() - start, cpu() - start_cpu
-
-    return asyncio.run(run())
+    """Plain httpx (:func:`_targets.replay`): POST every request, ``concurrency`` at a
+    time, keep-alive. Returns (seconds, CPU seconds) of this process."""
+    replay(requests[:1], 1)  # warm the server's side of the path
+    start_cpu = cpu()
+    seconds = replay(requests, concurrency)
+    return seconds, cpu() - start_cpu
 
 
 def bench_drain(args: argparse.Namespace, receiver: FastReceiver) -> dict[str, float]:
